@@ -1,0 +1,177 @@
+"""The public SoftPool functions: validate once, then pick the implementation.
+
+`backend="auto"` sends CUDA tensors to the Triton kernels (when Triton is importable) and
+everything else to the PyTorch path; "triton" and "torch" force one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ._arguments import check_backend, check_beta, check_input, pool_geometry
+from ._torch_path import soft_pool_torch
+
+
+def _same_layout(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Keep channels_last / channels_last_3d inputs in that layout, as max pooling does."""
+    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(like.dim())
+    if layout is not None and not like.is_contiguous() and like.is_contiguous(memory_format=layout):
+        return y.contiguous(memory_format=layout)
+    return y
+
+
+def _soft_pool(
+    x: torch.Tensor,
+    rank: int,
+    kernel_size,
+    stride,
+    padding,
+    ceil_mode: bool,
+    beta: float,
+    backend: str,
+) -> torch.Tensor:
+    name = f"soft_pool{rank}d"
+    check_input(x, rank, name)
+    backend = check_backend(backend)
+    beta = check_beta(beta)
+    unbatched = x.dim() == rank + 1
+    if unbatched:
+        x = x.unsqueeze(0)
+    geometry = pool_geometry(tuple(x.shape[2:]), kernel_size, stride, padding, ceil_mode)
+
+    use_triton = False
+    if backend == "triton" or (backend == "auto" and x.is_cuda):
+        from .kernels import unavailable_reason
+
+        reason = unavailable_reason(x)
+        if reason is not None and backend == "triton":
+            raise ValueError(f"backend='triton' cannot run here: {reason}")
+        use_triton = reason is None
+
+    if use_triton:
+        from .kernels.soft_pool_nd import soft_pool_triton
+
+        y = soft_pool_triton(x, geometry, beta)
+    else:
+        y = soft_pool_torch(x, geometry, beta)
+    return y.squeeze(0) if unbatched else _same_layout(y, like=x)
+
+
+def soft_pool1d(
+    x: torch.Tensor,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    ceil_mode: bool = False,
+    *,
+    beta: float = 1.0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""SoftPool over windows of one spatial dimension.
+
+    Each window's output is the softmax-weighted mean of its values,
+    :math:`y = \sum_i \mathrm{softmax}(\beta x_w)_i \, x_i`, per channel. The windows are those
+    of :func:`torch.nn.functional.max_pool1d`; padded positions are left out of a window.
+
+    Args:
+        x: input of shape (N, C, L) or (C, L); float16, bfloat16, float32 or float64.
+        kernel_size: window length.
+        stride: window step; defaults to ``kernel_size``.
+        padding: implicit padding on both sides, at most half the kernel size.
+        ceil_mode: use ceil instead of floor for the output length, as max pooling does.
+        beta: sharpness, finite and >= 0: 0 is average pooling, 1 is the paper's SoftPool,
+            large values tend to max pooling.
+        backend: "auto" (Triton kernels for CUDA tensors, PyTorch ops otherwise), "triton" or "torch".
+
+    Shape:
+        - Input: :math:`(N, C, L_{in})` or :math:`(C, L_{in})`.
+        - Output: :math:`(N, C, L_{out})` or :math:`(C, L_{out})` with
+          :math:`L_{out} = \lfloor (L_{in} + 2p - k) / s \rfloor + 1` (ceil with ``ceil_mode``).
+
+    Examples:
+        >>> soft_pool1d(torch.randn(2, 3, 10), 2).shape
+        torch.Size([2, 3, 5])
+    """
+    return _soft_pool(x, 1, kernel_size, stride, padding, ceil_mode, beta, backend)
+
+
+def soft_pool2d(
+    x: torch.Tensor,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+    ceil_mode: bool = False,
+    *,
+    beta: float = 1.0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""SoftPool over 2D windows (height, width).
+
+    Each window's output is the softmax-weighted mean of its values,
+    :math:`y = \sum_i \mathrm{softmax}(\beta x_w)_i \, x_i`, per channel. The windows are those
+    of :func:`torch.nn.functional.max_pool2d`; padded positions are left out of a window.
+
+    Args:
+        x: input of shape (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64;
+            any strides, channels_last included (the output keeps that layout).
+        kernel_size: window size, an int or (kH, kW).
+        stride: window step, an int or (sH, sW); defaults to ``kernel_size``.
+        padding: implicit padding on both sides, at most half the kernel size.
+        ceil_mode: use ceil instead of floor for the output size, as max pooling does.
+        beta: sharpness, finite and >= 0: 0 is average pooling, 1 is the paper's SoftPool,
+            large values tend to max pooling.
+        backend: "auto" (Triton kernels for CUDA tensors, PyTorch ops otherwise), "triton" or "torch".
+
+    Shape:
+        - Input: :math:`(N, C, H_{in}, W_{in})` or :math:`(C, H_{in}, W_{in})`.
+        - Output: :math:`(N, C, H_{out}, W_{out})` or :math:`(C, H_{out}, W_{out})` with
+          :math:`H_{out} = \lfloor (H_{in} + 2p_H - k_H) / s_H \rfloor + 1`, likewise for W
+          (ceil with ``ceil_mode``).
+
+    Examples:
+        >>> soft_pool2d(torch.randn(1, 3, 8, 8), kernel_size=2).shape
+        torch.Size([1, 3, 4, 4])
+        >>> soft_pool2d(torch.randn(1, 3, 7, 7), 3, stride=2, padding=1, beta=2.0).shape
+        torch.Size([1, 3, 4, 4])
+    """
+    return _soft_pool(x, 2, kernel_size, stride, padding, ceil_mode, beta, backend)
+
+
+def soft_pool3d(
+    x: torch.Tensor,
+    kernel_size: int | tuple[int, int, int],
+    stride: int | tuple[int, int, int] | None = None,
+    padding: int | tuple[int, int, int] = 0,
+    ceil_mode: bool = False,
+    *,
+    beta: float = 1.0,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""SoftPool over 3D windows (time or depth, height, width).
+
+    Each window's output is the softmax-weighted mean of its values,
+    :math:`y = \sum_i \mathrm{softmax}(\beta x_w)_i \, x_i`, per channel. The windows are those
+    of :func:`torch.nn.functional.max_pool3d`; padded positions are left out of a window.
+
+    Args:
+        x: input of shape (N, C, D, H, W) or (C, D, H, W); float16, bfloat16, float32 or float64;
+            any strides, channels_last_3d included (the output keeps that layout).
+        kernel_size: window size, an int or (kD, kH, kW).
+        stride: window step, an int or (sD, sH, sW); defaults to ``kernel_size``.
+        padding: implicit padding on both sides, at most half the kernel size.
+        ceil_mode: use ceil instead of floor for the output size, as max pooling does.
+        beta: sharpness, finite and >= 0: 0 is average pooling, 1 is the paper's SoftPool,
+            large values tend to max pooling.
+        backend: "auto" (Triton kernels for CUDA tensors, PyTorch ops otherwise), "triton" or "torch".
+
+    Shape:
+        - Input: :math:`(N, C, D_{in}, H_{in}, W_{in})` or :math:`(C, D_{in}, H_{in}, W_{in})`.
+        - Output: :math:`(N, C, D_{out}, H_{out}, W_{out})` (or unbatched) with
+          :math:`D_{out} = \lfloor (D_{in} + 2p_D - k_D) / s_D \rfloor + 1`, likewise for H and W
+          (ceil with ``ceil_mode``).
+
+    Examples:
+        >>> soft_pool3d(torch.randn(1, 3, 4, 8, 8), kernel_size=2).shape
+        torch.Size([1, 3, 2, 4, 4])
+    """
+    return _soft_pool(x, 3, kernel_size, stride, padding, ceil_mode, beta, backend)

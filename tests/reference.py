@@ -1,0 +1,120 @@
+"""An independent float64 SoftPool reference, written as plain loops.
+
+It uses no pooling ops and shares no code with the library: windows are found
+from the definition (the windows of max pooling), padded positions are simply
+left out, and each window's softmax is computed in float64 with the window
+maximum subtracted. Autograd through it gives the reference gradient.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import torch
+
+
+def output_size(length: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
+    """Output length of max pooling along one dimension (no dilation)."""
+    span = length + 2 * padding - kernel
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    # With ceil_mode, a last window that would start in the right padding is dropped.
+    if ceil_mode and (out - 1) * stride >= length + padding:
+        out -= 1
+    return out
+
+
+def _as_tuple(value, rank: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * rank
+
+
+def soft_pool_reference(
+    x: torch.Tensor,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode: bool = False,
+    beta: float = 1.0,
+) -> torch.Tensor:
+    """SoftPool of ``x`` of shape (N, C, *spatial) by explicit loops, in float64."""
+    rank = x.dim() - 2
+    kernel = _as_tuple(kernel_size, rank)
+    stride = kernel if stride is None else _as_tuple(stride, rank)
+    padding = _as_tuple(padding, rank)
+    sizes = x.shape[2:]
+    out_sizes = [
+        output_size(sizes[d], kernel[d], stride[d], padding[d], ceil_mode) for d in range(rank)
+    ]
+    x = x.to(torch.float64)
+    outputs = []
+    for position in itertools.product(*(range(o) for o in out_sizes)):
+        slices = []
+        for d, o in enumerate(position):
+            start = o * stride[d] - padding[d]
+            stop = start + kernel[d]
+            slices.append(slice(max(start, 0), min(stop, sizes[d])))
+        window = x[(slice(None), slice(None), *slices)].reshape(x.shape[0], x.shape[1], -1)
+        shifted = beta * (window - window.max(dim=-1, keepdim=True).values.detach())
+        weights = torch.exp(shifted)
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        outputs.append((weights * window).sum(dim=-1))
+    return torch.stack(outputs, dim=-1).reshape(x.shape[0], x.shape[1], *out_sizes)
+
+
+def soft_pool_reference_grad(x, grad_out, kernel_size, stride=None, padding=0, ceil_mode=False, beta=1.0):
+    """Gradient of sum(grad_out * y) with respect to x, by the closed form.
+
+    dy_w/dx_i = w_i * (1 + beta * (x_i - y_w)) for every window w that holds i.
+    """
+    rank = x.dim() - 2
+    kernel = _as_tuple(kernel_size, rank)
+    stride = kernel if stride is None else _as_tuple(stride, rank)
+    padding = _as_tuple(padding, rank)
+    sizes = x.shape[2:]
+    x = x.to(torch.float64)
+    grad_out = grad_out.to(torch.float64)
+    grad_in = torch.zeros_like(x)
+    for position in itertools.product(*(range(o) for o in grad_out.shape[2:])):
+        slices = []
+        for d, o in enumerate(position):
+            start = o * stride[d] - padding[d]
+            slices.append(slice(max(start, 0), min(start + kernel[d], sizes[d])))
+        index = (slice(None), slice(None), *slices)
+        window = x[index]
+        flat = window.reshape(x.shape[0], x.shape[1], -1)
+        weights = torch.exp(beta * (flat - flat.max(dim=-1, keepdim=True).values))
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+        y = (weights * flat).sum(dim=-1, keepdim=True)
+        g = grad_out[(slice(None), slice(None), *position)].unsqueeze(-1)
+        contribution = g * weights * (1 + beta * (flat - y))
+        grad_in[index] += contribution.reshape(window.shape)
+    return grad_in
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, what: str = "") -> None:
+    """Like torch.testing.assert_close, but reports how many and which elements differ."""
+    actual64 = actual.detach().to(torch.float64).cpu()
+    expected64 = expected.detach().to(torch.float64).cpu()
+    assert actual64.shape == expected64.shape, f"{what}: shape {tuple(actual64.shape)} != {tuple(expected64.shape)}"
+    bad = ~(
+        ((actual64 - expected64).abs() <= atol + rtol * expected64.abs())
+        | (actual64.isnan() & expected64.isnan())
+    )
+    if bad.any():
+        indices = bad.nonzero()[:5].tolist()
+        worst = (actual64 - expected64).abs().nan_to_num(math.inf).max().item()
+        details = ", ".join(
+            f"{tuple(i)}: {actual64[tuple(i)].item():.6g} vs {expected64[tuple(i)].item():.6g}" for i in indices
+        )
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {bad.numel()} elements differ (max abs diff {worst:.3g}); first: {details}"
+        )
+
+
+# (dtype, atol, rtol) for comparing a result in that dtype with the float64 reference.
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (2e-3, 2e-3),
+    torch.bfloat16: (2e-2, 2e-2),
+}
