@@ -1,0 +1,167 @@
+"""Safe file handling: input checks, output checks, and atomic writes.
+
+An output is first written to a hidden temporary file beside its target (same
+directory, so the final rename is atomic and never crosses file systems), then
+renamed over the target. On any failure, Ctrl-C included, the temporary file is
+removed: a crash never leaves half a file, and an existing file is replaced only
+when the whole new one is ready.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from softpool_cli.errors import MediaError
+
+
+def check_input_file(path: Path) -> None:
+    """Raise :class:`MediaError` unless ``path`` is an existing regular file."""
+    if not path.exists():
+        raise MediaError(path, "no such file")
+    if path.is_dir():
+        raise MediaError(path, "is a directory, not a file")
+    if not os.access(path, os.R_OK):
+        raise MediaError(path, "permission denied (cannot read)")
+
+
+def same_file(first: Path, second: Path) -> bool:
+    """Whether two paths name the same file, through symlinks, ``..`` and hard links."""
+    try:
+        return os.path.samefile(first, second)
+    except OSError:
+        # One of them does not exist yet: compare the fully resolved spellings.
+        return first.resolve() == second.resolve()
+
+
+def check_distinct(input_path: Path, *output_paths: Path | None) -> None:
+    """Refuse an output that is the input, or two outputs that are one file.
+
+    Raises:
+        MediaError: naming the offending output.
+    """
+    outputs = [path for path in output_paths if path is not None]
+    for index, output in enumerate(outputs):
+        if same_file(output, input_path):
+            raise MediaError(output, "is the input file; choose another output path")
+        for earlier in outputs[:index]:
+            if same_file(output, earlier):
+                raise MediaError(output, f"is also the output {earlier}; choose two different paths")
+
+
+def check_output_path(path: Path, *, extensions: Collection[str], overwrite: bool) -> None:
+    """Check, before any work is done, that ``path`` can be written.
+
+    Args:
+        path: The output file.
+        extensions: Accepted lower-case suffixes, with the dot (``".png"``).
+        overwrite: Whether an existing file may be replaced.
+
+    Raises:
+        MediaError: unsupported extension, existing file without ``overwrite``,
+            a directory in the way, or a parent directory that is missing or not writable.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in extensions:
+        accepted = ", ".join(sorted(extensions))
+        found = f"extension '{path.suffix}'" if suffix else "no extension"
+        raise MediaError(path, f"unsupported output format ({found}); use one of {accepted}")
+    if path.is_dir():
+        raise MediaError(path, "is a directory; give a file name")
+    if path.exists() and not overwrite:
+        raise MediaError(path, "already exists (use --overwrite to replace it)")
+    parent = path.parent
+    if not parent.exists():
+        raise MediaError(path, f"directory '{parent}' does not exist")
+    if not parent.is_dir():
+        raise MediaError(path, f"'{parent}' is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MediaError(path, f"directory '{parent}' is not writable")
+
+
+def _create_temporary_beside(target: Path) -> Path:
+    """Create an empty hidden file next to ``target``, keeping its suffix.
+
+    Writers that pick the format from the file name (video encoders do) see the
+    target's extension. Mode 0o666 is filtered by the umask, so the final file gets
+    the same permissions as any newly created file (mkstemp would give 0o600).
+    """
+    while True:
+        candidate = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}")
+        try:
+            descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise MediaError(target, f"cannot write: {error.strerror or error}") from error
+        os.close(descriptor)
+        return candidate
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_outputs(*targets: Path, overwrite: bool = False) -> Iterator[tuple[Path, ...]]:
+    """Write several outputs all-or-nothing, each through a temporary file beside it.
+
+    The block receives one temporary path per target (same order) and writes
+    them; when it ends normally every temporary file is renamed over its target.
+    If the block raises (Ctrl-C included), every temporary file is removed and no
+    target is touched.
+
+    Args:
+        *targets: The final output paths.
+        overwrite: Whether an existing target may be replaced. Checked again just
+            before renaming, in case a file appeared meanwhile.
+
+    Yields:
+        The temporary paths, one per target.
+
+    Raises:
+        MediaError: a temporary file cannot be created, or a target appeared
+            meanwhile without ``overwrite``, or the rename fails.
+
+    Example:
+        >>> with atomic_outputs(Path("out.png")) as (temporary,):  # doctest: +SKIP
+        ...     temporary.write_bytes(data)
+    """
+    temporaries: list[Path] = []
+    try:
+        for target in targets:
+            temporaries.append(_create_temporary_beside(target))
+        yield tuple(temporaries)
+        for target in targets:
+            if target.exists() and not overwrite:
+                raise MediaError(target, "already exists (use --overwrite to replace it)")
+        for temporary, target in zip(temporaries, targets):
+            try:
+                os.replace(temporary, target)
+            except OSError as error:
+                raise MediaError(target, f"cannot write: {error.strerror or error}") from error
+    finally:
+        # After a successful rename the temporary is gone; anything left is a failure's debris.
+        for temporary in temporaries:
+            _remove_quietly(temporary)
+
+
+def write_files_atomically(contents: Mapping[Path, bytes], *, overwrite: bool) -> None:
+    """Write encoded files all-or-nothing (see :func:`atomic_outputs`).
+
+    Raises:
+        MediaError: naming the target (not the temporary file) when writing fails.
+    """
+    targets = list(contents)
+    with atomic_outputs(*targets, overwrite=overwrite) as temporaries:
+        for target, temporary in zip(targets, temporaries):
+            try:
+                temporary.write_bytes(contents[target])
+            except OSError as error:
+                raise MediaError(target, f"cannot write: {error.strerror or error}") from error

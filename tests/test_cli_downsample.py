@@ -1,0 +1,561 @@
+"""`softpool downsample` end to end, on small images the tests generate.
+
+Outputs are decoded with OpenCV (IMREAD_UNCHANGED keeps bit depth and channels),
+independently of the command's own reader, and compared with the library's
+`soft_pool2d` applied in float64 to the decoded input.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image, ImageOps
+
+from softpool import soft_pool2d
+from softpool_cli import files, images
+from softpool_cli.compare import BACKGROUND, MIN_PANEL_WIDTH, compose_comparison
+from softpool_cli.errors import MediaError
+from softpool_cli.main import cli
+
+MEAN_RGB = np.array([0.485, 0.456, 0.406])
+STD_RGB = np.array([0.229, 0.224, 0.225])
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def photo(
+    height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0, noise: float = 0.15
+) -> np.ndarray:
+    """A smooth random image with some fine detail (noise), (H, W, C) RGB(A) order."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.random((max(2, height // 4), max(2, width // 4), channels)).astype(np.float32)
+    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
+    values = np.clip(smooth + noise * rng.standard_normal((height, width, channels)), 0, 1)
+    return np.rint(values * np.iinfo(dtype).max).astype(dtype)
+
+
+def write_cv2(path: Path, pixels: np.ndarray) -> Path:
+    """Write RGB(A) or gray pixels with OpenCV (it keeps 16 bits for PNG and TIFF)."""
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
+    assert cv2.imwrite(str(path), pixels)
+    return path
+
+
+def read_cv2(path: Path) -> np.ndarray:
+    """Decode an output as (H, W) or (H, W, C) RGB(A), keeping bit depth."""
+    pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert pixels is not None, f"{path} does not decode"
+    if pixels.ndim == 3 and pixels.shape[2] >= 3:
+        pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
+    return pixels
+
+
+def library_soft(pixels: np.ndarray, kernel=(2, 2), stride=None, beta=1.0, ceil_mode=False) -> np.ndarray:
+    """softpool.soft_pool2d in float64 on ImageNet-normalised colour channels; alpha averaged."""
+    layout = pixels[..., None] if pixels.ndim == 2 else pixels
+    colours = 1 if layout.shape[2] <= 2 else 3
+    mean = MEAN_RGB if colours == 3 else MEAN_RGB.mean(keepdims=True)
+    std = STD_RGB if colours == 3 else STD_RGB.mean(keepdims=True)
+    maxval = np.iinfo(pixels.dtype).max
+    x = torch.from_numpy(layout.astype(np.float64)).permute(2, 0, 1)  # (C, H, W)
+    mean_t = torch.from_numpy(mean).view(-1, 1, 1)
+    std_t = torch.from_numpy(std).view(-1, 1, 1)
+    colour = (x[:colours] / maxval - mean_t) / std_t
+    pooled = (soft_pool2d(colour, kernel, stride, ceil_mode=ceil_mode, beta=beta) * std_t + mean_t) * maxval
+    if layout.shape[2] in (2, 4):
+        pooled = torch.cat([pooled, soft_pool2d(x[colours:], kernel, stride, ceil_mode=ceil_mode, beta=0.0)])
+    result = pooled.round().clamp(0, maxval).permute(1, 2, 0).numpy().astype(pixels.dtype)
+    return result[..., 0] if pixels.ndim == 2 else result
+
+
+def assert_close_pixels(actual: np.ndarray, expected: np.ndarray, levels: int = 1) -> None:
+    assert actual.dtype == expected.dtype
+    assert actual.shape == expected.shape
+    difference = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
+    assert difference.max() <= levels, f"max difference {difference.max()}"
+
+
+def run(*args: object, env: dict[str, str] | None = None):
+    return CliRunner(env=env).invoke(cli, ["downsample", *map(str, args)])
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under a directory (hidden ones included) with its content."""
+    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+def assert_fails_cleanly(result, directory: Path, before: dict[str, bytes], *names: str) -> None:
+    """Exit code 1, one line on stderr naming the file(s), nothing written or changed."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert snapshot(directory) == before
+
+
+# ---------------------------------------------------------------- results and formats
+
+
+def test_rgb_png_matches_the_library(tmp_path):
+    pixels = photo(24, 30)
+    source = write_cv2(tmp_path / "in.png", pixels)
+    result = run(source, tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert "30x24 -> " in result.stdout and "15x12" in result.stdout
+    assert_close_pixels(read_cv2(tmp_path / "out.png"), library_soft(pixels))
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_16bit_colour_stays_16bit(tmp_path, suffix):
+    pixels = photo(16, 20, dtype=np.uint16, seed=1)
+    source = write_cv2(tmp_path / f"in{suffix}", pixels)
+    result = run(source, tmp_path / f"out{suffix}")
+    assert result.exit_code == 0, result.output
+    output = read_cv2(tmp_path / f"out{suffix}")
+    assert output.dtype == np.uint16
+    assert_close_pixels(output, library_soft(pixels))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grayscale_stays_grayscale(tmp_path, dtype):
+    pixels = photo(12, 14, channels=1, dtype=dtype, seed=2)[..., 0]
+    source = write_cv2(tmp_path / "in.png", pixels)
+    assert run(source, tmp_path / "out.png").exit_code == 0
+    output = read_cv2(tmp_path / "out.png")
+    assert output.ndim == 2 and output.dtype == dtype
+    assert_close_pixels(output, library_soft(pixels))
+
+
+def test_rgba_keeps_alpha_averaged(tmp_path):
+    pixels = photo(12, 16, channels=4, seed=3)
+    source = write_cv2(tmp_path / "in.png", pixels)
+    assert run(source, tmp_path / "out.png").exit_code == 0
+    output = read_cv2(tmp_path / "out.png")
+    assert output.shape == (6, 8, 4)
+    assert_close_pixels(output, library_soft(pixels))
+    alpha_mean = pixels[..., 3].astype(np.float64).reshape(6, 2, 8, 2).mean(axis=(1, 3))
+    assert np.abs(output[..., 3] - np.rint(alpha_mean)).max() <= 1
+
+
+def test_gray_alpha_stays_gray_alpha(tmp_path):
+    pixels = photo(10, 12, channels=2, seed=4)
+    Image.fromarray(pixels, "LA").save(tmp_path / "in.png")
+    assert run(tmp_path / "in.png", tmp_path / "out.png").exit_code == 0
+    with Image.open(tmp_path / "out.png") as output:
+        assert output.mode == "LA"
+        assert_close_pixels(np.asarray(output), library_soft(pixels))
+
+
+@pytest.mark.parametrize(
+    ("args", "kernel", "stride", "ceil_mode", "size"),
+    [
+        ([], (2, 2), (2, 2), False, (12, 15)),  # odd sizes: the last row and column are dropped
+        (["--ceil"], (2, 2), (2, 2), True, (13, 16)),  # ... or pooled over what is there
+        (["--factor", "3"], (3, 3), (3, 3), False, (8, 10)),
+        (["--kernel", "3x2", "--stride", "2x1"], (3, 2), (2, 1), False, (12, 30)),
+    ],
+)
+def test_windows_and_odd_sizes(tmp_path, args, kernel, stride, ceil_mode, size):
+    pixels = photo(25, 31, seed=5)
+    source = write_cv2(tmp_path / "in.png", pixels)
+    result = run(source, tmp_path / "out.png", *args)
+    assert result.exit_code == 0, result.output
+    output = read_cv2(tmp_path / "out.png")
+    assert output.shape[:2] == size
+    assert_close_pixels(output, library_soft(pixels, kernel, stride, ceil_mode=ceil_mode))
+
+
+def test_methods_and_beta(tmp_path):
+    pixels = photo(16, 16, seed=6)
+    source = write_cv2(tmp_path / "in.png", pixels)
+    outputs = {}
+    for name, args in {
+        "max": ["--method", "max"],
+        "avg": ["--method", "avg"],
+        "beta0": ["--beta", "0"],
+        "beta3": ["--beta", "3"],
+    }.items():
+        assert run(source, tmp_path / f"{name}.png", *args).exit_code == 0
+        outputs[name] = read_cv2(tmp_path / f"{name}.png").astype(np.int64)
+    blocks = pixels.astype(np.float64).reshape(8, 2, 8, 2, 3)
+    assert np.array_equal(outputs["max"], blocks.max(axis=(1, 3)))
+    assert np.abs(outputs["avg"] - np.rint(blocks.mean(axis=(1, 3)))).max() <= 1
+    assert np.abs(outputs["beta0"] - outputs["avg"]).max() <= 1  # beta 0 is average pooling
+    assert_close_pixels(outputs["beta3"].astype(np.uint8), library_soft(pixels, beta=3.0))
+
+
+@pytest.mark.parametrize(("suffix", "orientation"), [(".jpg", 6), (".jpg", 3), (".jpg", 8), (".png", 6)])
+def test_exif_orientation_is_applied(tmp_path, suffix, orientation):
+    pixels = photo(20, 32, seed=7)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    source = tmp_path / f"in{suffix}"
+    Image.fromarray(pixels).save(source, exif=exif.tobytes(), **({"quality": 95} if suffix == ".jpg" else {}))
+    assert run(source, tmp_path / "out.png").exit_code == 0
+    with Image.open(source) as shown:
+        displayed = np.asarray(ImageOps.exif_transpose(shown))
+    output = read_cv2(tmp_path / "out.png")
+    assert output.shape[:2] == (displayed.shape[0] // 2, displayed.shape[1] // 2)
+    assert_close_pixels(output, library_soft(displayed))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_orientation_transforms_match_pillow(orientation):
+    pixels = photo(3, 5, seed=orientation)
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    image.info["exif"] = exif.tobytes()
+    assert np.array_equal(images.apply_orientation(pixels, orientation), np.asarray(ImageOps.exif_transpose(image)))
+
+
+@pytest.mark.parametrize(("suffix", "pillow_format"), [
+    (".jpg", "JPEG"), (".jpeg", "JPEG"), (".png", "PNG"), (".webp", "WEBP"), (".tif", "TIFF"), (".tiff", "TIFF"),
+    (".bmp", "BMP"), (".PNG", "PNG"),
+])
+def test_output_format_follows_the_extension(tmp_path, suffix, pillow_format):
+    pixels = photo(16, 18, seed=8, noise=0.0)  # smooth, so lossy formats stay close
+    source = write_cv2(tmp_path / "in.png", pixels)
+    assert run(source, tmp_path / f"out{suffix}").exit_code == 0
+    with Image.open(tmp_path / f"out{suffix}") as output:
+        assert output.format == pillow_format
+        assert output.size == (9, 8)
+        expected = library_soft(pixels)
+        if pillow_format in ("JPEG", "WEBP"):
+            # Lossy, with subsampled chroma that tiny images feel most: compare brightness only.
+            luma = np.asarray(output.convert("L"), np.float64)
+            assert np.abs(luma - np.asarray(Image.fromarray(expected).convert("L"), np.float64)).mean() < 3
+        else:
+            assert_close_pixels(np.asarray(output.convert("RGB")), expected)
+
+
+@pytest.mark.parametrize("source_suffix", [".jpg", ".webp", ".tif", ".bmp"])
+def test_inputs_are_recognised_by_content(tmp_path, source_suffix):
+    pixels = photo(12, 12, seed=9)
+    write_cv2(tmp_path / f"real{source_suffix}", pixels)
+    disguised = tmp_path / "misnamed.png"
+    disguised.write_bytes((tmp_path / f"real{source_suffix}").read_bytes())
+    result = run(disguised, tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert read_cv2(tmp_path / "out.png").shape == (6, 6, 3)
+
+
+def test_16bit_into_jpeg_is_reduced_with_a_note(tmp_path):
+    pixels = photo(16, 16, dtype=np.uint16, seed=10)
+    source = write_cv2(tmp_path / "in.png", pixels)
+    result = run(source, tmp_path / "out.jpg")
+    assert result.exit_code == 0
+    assert "8 bits" in result.stderr
+    output = read_cv2(tmp_path / "out.jpg")
+    expected = np.rint(library_soft(pixels) / 257.0)
+    assert output.dtype == np.uint8 and np.abs(output - expected).mean() < 4
+
+
+def test_alpha_into_jpeg_is_flattened_with_a_note(tmp_path):
+    pixels = photo(8, 8, channels=4, seed=11)
+    pixels[..., 3] = 0  # fully transparent: the JPEG is white
+    source = write_cv2(tmp_path / "in.png", pixels)
+    result = run(source, tmp_path / "out.jpg")
+    assert result.exit_code == 0
+    assert "flattened onto white" in result.stderr
+    assert read_cv2(tmp_path / "out.jpg").min() >= 250
+
+
+def test_quiet_prints_nothing(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8, channels=4))
+    result = run(source, tmp_path / "out.jpg", "--quiet")
+    assert result.exit_code == 0 and result.output == ""
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def background_runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of non-background pixels along one image row."""
+    content = np.any(row != np.asarray(BACKGROUND, np.uint8), axis=-1).astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], content, [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+@pytest.mark.parametrize(("height", "width", "scale"), [(40, 64, MIN_PANEL_WIDTH // 64), (45, 301, 1)])
+def test_compare_layout(tmp_path, height, width, scale):
+    pixels = photo(height, width, seed=12)
+    source = write_cv2(tmp_path / "in.png", pixels)
+    result = run(source, tmp_path / "out.png", "--compare", tmp_path / "cmp.png")
+    assert result.exit_code == 0, result.output
+    comparison = read_cv2(tmp_path / "cmp.png")
+    assert comparison.shape[0] % 2 == 0 and comparison.shape[1] % 2 == 0
+    # A row through the middle of the panels crosses four panels of the (enlarged) original's width.
+    panel_height, panel_width = height * scale, width * scale
+    rows = np.flatnonzero(np.any(comparison != np.asarray(BACKGROUND, np.uint8), axis=(1, 2)))
+    middle = rows[-1] - panel_height // 2
+    runs = background_runs(comparison[middle])
+    assert [stop - start for start, stop in runs] == [panel_width] * 4
+    # Second panel: the SoftPool output, each pooled pixel a block (factor x scale) wide.
+    top = rows[-1] + 1 - panel_height
+    soft_panel = comparison[top : top + panel_height, runs[1][0] : runs[1][1]]
+    pooled = read_cv2(tmp_path / "out.png")
+    block = 2 * scale
+    covered = (pooled.shape[0] * block, pooled.shape[1] * block)
+    if covered == (panel_height, panel_width):
+        assert np.array_equal(soft_panel, pooled.repeat(block, 0).repeat(block, 1))
+    else:  # odd sizes: nearest-neighbour to the panel size, blocks off by at most one pixel
+        assert soft_panel.shape[:2] == (panel_height, panel_width)
+
+
+def test_compare_handles_gray_16bit_and_alpha():
+    gray16 = photo(10, 12, channels=1, dtype=np.uint16)[..., 0]
+    rgba = photo(5, 6, channels=4)
+    composed = compose_comparison(gray16, rgba, rgba[..., :3], gray16[:5, :6])
+    assert composed.dtype == np.uint8 and composed.ndim == 3 and composed.shape[2] == 3
+    assert composed.shape[0] % 2 == 0 and composed.shape[1] % 2 == 0
+
+
+# ---------------------------------------------------------------- bad input, nothing lost
+
+
+def animated_gif(path: Path) -> Path:
+    frames = [Image.fromarray(photo(8, 8, seed=seed)).convert("P") for seed in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    return path
+
+
+def tiny_mp4(path: Path) -> Path:
+    import av
+
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 16, 16, "yuv420p"
+        for seed in range(3):
+            frame = av.VideoFrame.from_ndarray(photo(16, 16, seed=seed), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def float_tiff(path: Path) -> Path:
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(path)
+    return path
+
+
+def written(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def truncated(path: Path, suffix: str) -> Path:
+    write_cv2(path.with_suffix(suffix), photo(32, 32))
+    data = path.with_suffix(suffix).read_bytes()
+    path.with_suffix(suffix).unlink()
+    path.write_bytes(data[: len(data) * 2 // 3])
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda d: d / "missing.png", "no such file"),
+        (lambda d: written(d / "empty.png", b""), "empty"),
+        (lambda d: truncated(d / "cut.png", ".png"), "truncated"),
+        (lambda d: truncated(d / "cut.jpg", ".jpg"), "truncated"),
+        (lambda d: written(d / "notes.jpg", b"not an image"), "not an image"),
+        (lambda d: animated_gif(d / "anim.gif"), "softpool video"),
+        (lambda d: tiny_mp4(d / "clip.png"), "softpool video"),  # a video whatever its name
+        (lambda d: (d / "folder.png").mkdir() or d / "folder.png", "directory"),
+        (lambda d: float_tiff(d / "float.tif"), "not supported"),
+    ],
+    ids=["missing", "empty", "truncated-png", "truncated-jpeg", "text", "animated-gif", "video", "directory", "float"],
+)
+def test_bad_inputs(tmp_path, make_input, message):
+    source = make_input(tmp_path)
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "out.png", "--compare", tmp_path / "cmp.png")
+    assert_fails_cleanly(result, tmp_path, before, source.name)
+    assert message in result.stderr
+
+
+def test_pixel_limit(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(20, 30))
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "out.png", "--max-pixels", 599)
+    assert_fails_cleanly(result, tmp_path, before, "in.png", "over the limit")
+    result = run(source, tmp_path / "out.png", env={"SOFTPOOL_MAX_PIXELS": "100"})
+    assert_fails_cleanly(result, tmp_path, before, "in.png", "over the limit")
+    assert run(source, tmp_path / "out.png", "--max-pixels", 600).exit_code == 0
+
+
+def test_kernel_larger_than_image(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(5, 9))
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "out.png", "--factor", 6)
+    assert_fails_cleanly(result, tmp_path, before, "in.png", "smaller than the 6x6 window")
+
+
+@pytest.mark.parametrize("name", ["out.gif", "out.xyz", "out"])
+def test_unsupported_output_extension(tmp_path, name):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    before = snapshot(tmp_path)
+    assert_fails_cleanly(run(source, tmp_path / name), tmp_path, before, name, "unsupported output format")
+
+
+def test_unwritable_output_directory(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "nowhere" / "out.png")
+    assert_fails_cleanly(result, tmp_path, before, "out.png", "does not exist")
+    result = run(source, tmp_path / "in.png" / "out.png")
+    assert_fails_cleanly(result, tmp_path, before, "out.png", "not a directory")
+
+
+def test_read_only_output_directory(tmp_path, monkeypatch):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if os.name == "posix" and os.geteuid() == 0:
+        # Permissions do not bind root: let the access check see the directory as others would.
+        real_access = os.access
+
+        def access(path, mode: int) -> bool:
+            return real_access(path, mode) and not (Path(path) == locked and mode & os.W_OK)
+
+        monkeypatch.setattr(files.os, "access", access)
+    try:
+        before = snapshot(tmp_path)
+        assert_fails_cleanly(run(source, locked / "out.png"), tmp_path, before, "out.png", "not writable")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_equal_to_input_is_refused(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "link.png").symlink_to(source)
+    before = snapshot(tmp_path)
+    for output in [source, tmp_path / "sub" / ".." / "in.png", tmp_path / "link.png"]:
+        for extra in ([], ["--overwrite"]):
+            result = run(source, output, *extra)
+            assert_fails_cleanly(result, tmp_path, before, "is the input file")
+    result = run(source, tmp_path / "out.png", "--compare", tmp_path / "in.png", "--overwrite")
+    assert_fails_cleanly(result, tmp_path, before, "is the input file")
+
+
+def test_existing_output_needs_overwrite(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    (tmp_path / "out.png").write_bytes(b"keep me")
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "out.png")
+    assert_fails_cleanly(result, tmp_path, before, "out.png", "--overwrite")
+    assert run(source, tmp_path / "out.png", "--overwrite").exit_code == 0
+    assert read_cv2(tmp_path / "out.png").shape == (4, 4, 3)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is present")
+def test_cuda_without_gpu(tmp_path):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    before = snapshot(tmp_path)
+    assert_fails_cleanly(run(source, tmp_path / "out.png", "--device", "cuda"), tmp_path, before, "no CUDA GPU")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--factor", "2", "--kernel", "3"], ["--stride", "2"], ["--kernel", "2x"], ["--beta", "-1"], ["--beta", "inf"],
+     ["--factor", "0"], ["--method", "median"]],
+)
+def test_usage_errors_exit_2(tmp_path, args):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "out.png", *args)
+    assert result.exit_code == 2, result.output
+    assert snapshot(tmp_path) == before
+
+
+def test_failure_while_writing_leaves_nothing(tmp_path, monkeypatch):
+    source = write_cv2(tmp_path / "in.png", photo(8, 8))
+    before = snapshot(tmp_path)
+    real_write = Path.write_bytes
+
+    def write_half_then_fail(self: Path, data: bytes) -> int:
+        real_write(self, data[: len(data) // 2])
+        if self.name.startswith(".cmp.png"):
+            raise OSError(28, "No space left on device")
+        return len(data)
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+    result = run(source, tmp_path / "out.png", "--compare", tmp_path / "cmp.png")
+    assert_fails_cleanly(result, tmp_path, before, "cmp.png", "No space left")
+
+
+def test_interrupt_inside_atomic_outputs_removes_temporaries(tmp_path):
+    targets = (tmp_path / "a.png", tmp_path / "b.mp4")
+    with pytest.raises(KeyboardInterrupt):
+        with files.atomic_outputs(*targets) as temporaries:
+            assert [t.suffix for t in temporaries] == [".png", ".mp4"]  # encoders see the format
+            for temporary in temporaries:
+                temporary.write_bytes(b"partial")
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_outputs_refuses_a_file_that_appeared(tmp_path):
+    target = tmp_path / "out.png"
+    with pytest.raises(MediaError, match="already exists"):
+        with files.atomic_outputs(target) as (temporary,):
+            temporary.write_bytes(b"new")
+            target.write_bytes(b"someone else's")
+    assert target.read_bytes() == b"someone else's"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = run(tmp_path / "missing.png", tmp_path / "out.png", "--debug")
+    assert isinstance(result.exception, MediaError)
+
+
+# ---------------------------------------------------------------- the command group
+
+
+def test_help_does_not_import_heavy_modules():
+    code = (
+        "import sys\n"
+        "from softpool_cli.main import cli\n"
+        "for args in (['--help'], ['downsample', '--help']):\n"
+        "    try:\n"
+        "        cli(args)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, exit.code\n"
+        "heavy = {'torch', 'numpy', 'cv2', 'PIL'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
+    assert "downsample" in completed.stdout and "video" in completed.stdout and "gallery" in completed.stdout
+
+
+def test_version():
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    from softpool_cli import __version__
+
+    assert result.stdout.strip() == f"softpool {__version__}"
+
+
+def test_a_command_whose_module_is_missing(monkeypatch):
+    monkeypatch.setitem(cli.lazy_commands, "ghost", ("softpool_cli.ghost:ghost", "Not installed here."))
+    listing = CliRunner().invoke(cli, ["--help"])
+    assert listing.exit_code == 0 and "Not installed here." in listing.stdout
+    result = CliRunner().invoke(cli, ["ghost"])
+    assert result.exit_code == 2
+    assert "'ghost' command is not available" in result.stderr
