@@ -16,13 +16,20 @@ from ._torch_path import soft_pool_torch
 
 
 def resolve_backend(x: torch.Tensor, backend: str) -> str:
-    """Turn "auto" / "triton" / "torch" into the engine that runs on ``x``: "triton" or "torch".
+    """Turn "auto" / "triton" / "torch" into the engine that runs on ``x``.
+
+    "triton" (the Triton kernels), "cpu" (the compiled CPU kernels, for CPU tensors under
+    "auto" where Numba is installed) or "torch" (PyTorch ops, everywhere else).
 
     Raises:
         ValueError: ``backend="triton"`` where the kernels cannot run on ``x``.
     """
-    if backend == "torch" or (backend == "auto" and not x.is_cuda):
+    if backend == "torch":
         return "torch"
+    if backend == "auto" and not x.is_cuda:
+        from ._cpu_kernels import supports
+
+        return "cpu" if supports(x) else "torch"
     from .kernels import unavailable_reason
 
     reason = unavailable_reason(x)
@@ -39,6 +46,10 @@ def forward(x: torch.Tensor, geometry: PoolGeometry, beta: float, engine: str) -
         from .kernels.soft_pool_nd import soft_pool_triton
 
         return soft_pool_triton(x, geometry, beta)
+    if engine == "cpu":
+        from ._cpu_kernels import soft_pool_cpu
+
+        return soft_pool_cpu(x, geometry, beta)
     return soft_pool_torch(x, geometry, beta)
 
 
@@ -53,4 +64,8 @@ def backward(
         from .kernels.soft_pool_nd import soft_pool_triton_backward
 
         return soft_pool_triton_backward(grad_output, x, geometry, beta)
+    if engine == "cpu":
+        from ._cpu_kernels import soft_pool_cpu_backward
+
+        return soft_pool_cpu_backward(grad_output, x, geometry, beta)
     return soft_pool_torch_backward(grad_output, x, geometry, beta)

@@ -1,7 +1,8 @@
 """The public SoftPool functions: validate once, then pick the implementation.
 
-`backend="auto"` sends CUDA tensors to the Triton kernels (when Triton is importable) and
-everything else to the PyTorch path; "triton" and "torch" force one (`softpool._dispatch`).
+`backend="auto"` sends CUDA tensors to the Triton kernels (when Triton is importable), CPU
+tensors to the compiled CPU kernels (when Numba is installed) and everything else to the
+PyTorch path; "triton" and "torch" force one (`softpool._dispatch`).
 ``beta`` is a float, or a tensor (one value or one per channel) whose gradient is computed.
 """
 
@@ -126,7 +127,8 @@ def soft_pool1d(
             large values tend to max pooling. A tensor of one value or one per channel (C,)
             is differentiable (dy/dbeta is the softmax-weighted variance of the window) and
             runs on the PyTorch path; its values are not checked.
-        backend: "auto" (Triton kernels for CUDA tensors, PyTorch ops otherwise), "triton" or "torch".
+        backend: "auto" (Triton kernels for CUDA tensors, compiled CPU kernels for CPU tensors),
+            "triton" or "torch" (PyTorch ops; the one path that supports double backward).
 
     Shape:
         - Input: :math:`(N, C, L_{in})` or :math:`(C, L_{in})`.
@@ -167,7 +169,8 @@ def soft_pool2d(
             large values tend to max pooling. A tensor of one value or one per channel (C,)
             is differentiable (dy/dbeta is the softmax-weighted variance of the window) and
             runs on the PyTorch path; its values are not checked.
-        backend: "auto" (Triton kernels for CUDA tensors, PyTorch ops otherwise), "triton" or "torch".
+        backend: "auto" (Triton kernels for CUDA tensors, compiled CPU kernels for CPU tensors),
+            "triton" or "torch" (PyTorch ops; the one path that supports double backward).
 
     Shape:
         - Input: :math:`(N, C, H_{in}, W_{in})` or :math:`(C, H_{in}, W_{in})`.
@@ -211,7 +214,8 @@ def soft_pool3d(
             large values tend to max pooling. A tensor of one value or one per channel (C,)
             is differentiable (dy/dbeta is the softmax-weighted variance of the window) and
             runs on the PyTorch path; its values are not checked.
-        backend: "auto" (Triton kernels for CUDA tensors, PyTorch ops otherwise), "triton" or "torch".
+        backend: "auto" (Triton kernels for CUDA tensors, compiled CPU kernels for CPU tensors),
+            "triton" or "torch" (PyTorch ops; the one path that supports double backward).
 
     Shape:
         - Input: :math:`(N, C, D_{in}, H_{in}, W_{in})` or :math:`(C, D_{in}, H_{in}, W_{in})`.

@@ -156,7 +156,13 @@ def pool_array(
     kernel = tuple(int(k) for k in kernel)
     stride = kernel if stride is None else tuple(int(s) for s in stride)
     _check_arguments(pixels, kernel, stride, method, beta, ceil_mode)
-    # A faster engine for a given dtype/device is chosen here; the PyTorch path serves every case.
+    if device == "cpu":
+        # uint8 SoftPool and average pooling on CPU: the compiled 8-bit engine (None where it does not apply).
+        from .fast_uint8 import pool_uint8_or_none
+
+        pooled = pool_uint8_or_none(pixels, kernel, stride, method, beta, ceil_mode)
+        if pooled is not None:
+            return pooled
     return _pool_with_torch(pixels, kernel, stride, method, beta, ceil_mode, device)
 
 
