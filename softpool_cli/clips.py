@@ -1,0 +1,649 @@
+"""Reading and writing video clips in chunks of frames, so memory does not grow with length.
+
+Reading: animated GIF, PNG and WebP go through Pillow, which gives each frame's exact
+duration and the loop count (FFmpeg's GIF demuxer exposes no loop count); every other
+container (MP4, MOV, WebM, MKV, AVI, ...) goes through PyAV. Frames come out as RGB uint8,
+with their timestamps and durations as integers in the clip's time base.
+
+Writing: GIF through Pillow's frame-level GIF functions, one frame at a time (``save_all``
+would hold every frame in memory and merge identical consecutive frames), MP4 (H.264,
+yuv420p) and WebM (VP9) through PyAV, with the input's audio track copied or re-encoded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+import av.logging
+import numpy as np
+from PIL import GifImagePlugin, Image, UnidentifiedImageError
+
+OUTPUT_FORMATS = {".gif": "gif", ".mp4": "mp4", ".webm": "webm"}
+# Pillow reads these animated; a one-frame file of these, or any other image, is a still image.
+_ANIMATED_IMAGE_FORMATS = {"GIF", "PNG", "WEBP"}
+# Audio codecs each output container takes as they are; anything else is re-encoded.
+_AUDIO_COPY = {"mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"}, "webm": {"opus", "vorbis"}}
+_AUDIO_ENCODER = {"mp4": "aac", "webm": "libopus"}
+_VIDEO_ENCODER = {
+    # x264's defaults apart from a slightly lower CRF: pooled clips are small, keep them crisp.
+    "mp4": ("libx264", {"crf": "20", "preset": "medium", "movflags": "+faststart"}),
+    # VP9 at constant quality; cpu-used 4 trades a little size for a several-fold speed-up.
+    "webm": ("libvpx-vp9", {"crf": "32", "b:v": "0", "cpu-used": "4", "row-mt": "1"}),
+}
+
+
+class ClipError(Exception):
+    """A clip cannot be read or written; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What is known about a clip before its frames are decoded.
+
+    Attributes:
+        width: frame width in pixels as stored; frames come out turned upright when
+            the clip carries a display rotation, so trust the decoded frames' shape.
+        height: frame height in pixels as stored.
+        frame_count: number of frames, or an estimate from the duration (None if unknown).
+        fps: nominal frame rate.
+        time_base: unit of the timestamps and durations in :class:`FrameChunk`.
+        loop: loop count for a GIF made from the clip (0 = forever, None = play once): an
+            animated image's own, 0 for video containers, which have no such notion.
+        audio_codec: name of the first audio track's codec, None without audio.
+        container: the container format as the reader names it ("GIF", "mov,mp4,...", ...).
+    """
+
+    width: int
+    height: int
+    frame_count: int | None
+    fps: Fraction
+    time_base: Fraction
+    loop: int | None
+    audio_codec: str | None
+    container: str
+
+
+@dataclass
+class FrameChunk:
+    """Consecutive frames of a clip.
+
+    Attributes:
+        pixels: (T, H, W, 3) uint8 RGB frames.
+        starts: (T,) int64 presentation timestamps in the clip's time base.
+        durations: (T,) int64 display durations in the clip's time base.
+    """
+
+    pixels: np.ndarray
+    starts: np.ndarray
+    durations: np.ndarray
+
+
+AudioSink = Callable[[Any], None]
+
+
+class _ChunkBuffer:
+    """Collects frames and hands them out in chunks of a fixed number of frames."""
+
+    def __init__(self, frames_per_chunk: int) -> None:
+        self.size = frames_per_chunk
+        self.pixels: list[np.ndarray] = []
+        self.starts: list[int] = []
+        self.durations: list[int] = []
+
+    def add(self, pixels: np.ndarray, start: int, duration: int) -> FrameChunk | None:
+        self.pixels.append(pixels)
+        self.starts.append(start)
+        self.durations.append(duration)
+        return self.take() if len(self.pixels) == self.size else None
+
+    def take(self) -> FrameChunk | None:
+        if not self.pixels:
+            return None
+        chunk = FrameChunk(
+            np.stack(self.pixels),  # (T, H, W, 3)
+            np.array(self.starts, dtype=np.int64),
+            np.array(self.durations, dtype=np.int64),
+        )
+        self.pixels, self.starts, self.durations = [], [], []
+        return chunk
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def open_clip(path: Path) -> AnimatedImageReader | ContainerReader:
+    """Open a clip for reading, recognising it by its content, not its extension.
+
+    Raises:
+        ClipError: the file is missing, empty, a still image, not a clip PyAV can read,
+            or has no video track.
+    """
+    if not path.exists():
+        raise ClipError("no such file")
+    if path.is_dir():
+        raise ClipError("is a directory, not a clip")
+    if path.stat().st_size == 0:
+        raise ClipError("empty file")
+    image = _open_image(path)
+    if image is not None:
+        return AnimatedImageReader(image)
+    return ContainerReader(path)
+
+
+def _open_image(path: Path) -> Image.Image | None:
+    """Pillow's view of the file if it is an image format Pillow knows, else None."""
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError:
+        return None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise ClipError(f"corrupt or truncated image ({error})") from None
+    # Pillow recognises MPEG-1 streams but cannot decode them: they are PyAV's.
+    if image.format == "MPEG":
+        image.close()
+        return None
+    try:
+        animated = image.format in _ANIMATED_IMAGE_FORMATS and image.n_frames > 1
+        image.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        image.close()
+        raise ClipError(f"corrupt or truncated {image.format} file ({error})") from None
+    if not animated:
+        image.close()
+        raise ClipError(
+            f"is a still {image.format} image, not a clip: use `softpool downsample` for images"
+        )
+    return image
+
+
+def _flatten(image: Image.Image) -> np.ndarray:
+    """The current frame as (H, W, 3) uint8 RGB, transparent areas composited onto white."""
+    rgba = np.asarray(image.convert("RGBA"))  # (H, W, 4)
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    alpha = alpha.astype(np.uint16)
+    blended = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
+    return blended.astype(np.uint8)
+
+
+class AnimatedImageReader:
+    """Frames of an animated GIF, PNG or WebP, read through Pillow one at a time."""
+
+    # Pillow gives durations in milliseconds (GIF stores centiseconds, so they are exact).
+    time_base = Fraction(1, 1000)
+
+    def __init__(self, image: Image.Image) -> None:
+        self._image = image
+        first_duration = float(image.info.get("duration") or 0)
+        fps = Fraction(1000) / Fraction(first_duration).limit_denominator(1000) if first_duration else Fraction(10)
+        self.info = ClipInfo(
+            width=image.width,
+            height=image.height,
+            frame_count=image.n_frames,
+            fps=fps.limit_denominator(1001),
+            time_base=self.time_base,
+            loop=image.info.get("loop"),
+            audio_codec=None,
+            container=image.format or "image",
+        )
+
+    def chunks(self, frames_per_chunk: int, audio_sink: AudioSink | None = None) -> Iterator[FrameChunk]:
+        """Yield the frames in chunks of ``frames_per_chunk`` (the last one may be shorter)."""
+        buffer = _ChunkBuffer(frames_per_chunk)
+        elapsed = 0.0  # ms; durations may be fractional (APNG), so round the running sum
+        for index in range(self.info.frame_count or 0):
+            try:
+                self._image.seek(index)
+                pixels = _flatten(self._image)
+            except (OSError, ValueError, SyntaxError, EOFError) as error:
+                raise ClipError(f"corrupt or truncated at frame {index + 1} ({error})") from None
+            duration = float(self._image.info.get("duration") or 0)
+            start, end = round(elapsed), round(elapsed + duration)
+            elapsed += duration
+            chunk = buffer.add(pixels, start, end - start)
+            if chunk is not None:
+                yield chunk
+        chunk = buffer.take()
+        if chunk is not None:
+            yield chunk
+
+    def close(self) -> None:
+        self._image.close()
+
+
+class _LibavErrors:
+    """FFmpeg's error messages while reading, which report truncation and corruption.
+
+    FFmpeg conceals most damage and goes on decoding, so a truncated MP4 or WebM would
+    otherwise come out silently shorter; its error log is the reliable signal. Capture is
+    paused while other code runs (the encoders of the output must not be blamed on the input).
+    """
+
+    def __init__(self) -> None:
+        self.messages: list[str] = []
+        self._capture: Any = None
+        self._previous: tuple[Any, bool] | None = None
+
+    def _start(self) -> None:
+        self._previous = (av.logging.get_level(), av.logging.get_skip_repeated())
+        av.logging.set_level(av.logging.ERROR)
+        # PyAV drops a message identical to the one before, even when it comes from another file.
+        av.logging.set_skip_repeated(False)
+        # Not thread-local: frame-threaded decoders log from their own threads.
+        self._capture = av.logging.Capture(local=False)
+        self._logs = self._capture.__enter__()
+
+    def _stop(self) -> None:
+        self._capture.__exit__(None, None, None)
+        for level, _name, message in self._logs:
+            # PyAV reports a repeated message late, as "(repeated N more times)", possibly
+            # into a later capture: the message itself was seen when it first came.
+            if level <= av.logging.ERROR and "more time" not in message:
+                self.messages.append(message.strip())
+        level, skip = self._previous  # type: ignore[misc]
+        av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[_LibavErrors]:
+        self._start()
+        try:
+            yield self
+        finally:
+            self._stop()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._stop()
+        try:
+            yield
+        finally:
+            self._start()
+
+    def first(self) -> str | None:
+        """The first error message so far (checking also collects the ones captured till now)."""
+        self._stop()
+        self._start()
+        return self.messages[0] if self.messages else None
+
+
+class ContainerReader:
+    """Frames (and audio packets) of a video container, demuxed and decoded through PyAV."""
+
+    def __init__(self, path: Path) -> None:
+        errors = _LibavErrors()
+        with errors.active():
+            try:
+                self._container = av.open(str(path), "r")
+            except (av.FFmpegError, EOFError, UnicodeDecodeError) as error:
+                detail = errors.first() or getattr(error, "strerror", None) or str(error)
+                raise ClipError(f"not a clip PyAV can read: unknown, corrupt or truncated ({detail})") from None
+        container = self._container
+        if not container.streams.video:
+            container.close()
+            raise ClipError("has no video track")
+        name = container.format.name
+        # FFmpeg's image demuxers ("png_pipe", "image2", ...) mean a still image it can read.
+        if name == "image2" or name.endswith("_pipe"):
+            container.close()
+            raise ClipError("is a still image, not a clip: use `softpool downsample` for images")
+        self._video = container.streams.video[0]
+        self._video.thread_type = "AUTO"
+        self._audio = container.streams.audio[0] if container.streams.audio else None
+        self._frame_shape: tuple[int, ...] | None = None
+        video = self._video
+        fps = video.average_rate or video.guessed_rate or video.base_rate or Fraction(25)
+        self.audio_stream = self._audio
+        self.info = ClipInfo(
+            width=video.codec_context.width,
+            height=video.codec_context.height,
+            frame_count=self._estimate_frames(fps),
+            fps=Fraction(fps),
+            time_base=Fraction(video.time_base),
+            loop=0,
+            audio_codec=self._audio.codec_context.name if self._audio is not None else None,
+            container=name,
+        )
+
+    def _estimate_frames(self, fps: Fraction) -> int | None:
+        video = self._video
+        if video.frames:
+            return int(video.frames)
+        if video.duration is not None:
+            return round(video.duration * video.time_base * fps)
+        if self._container.duration is not None:
+            return round(Fraction(self._container.duration, av.time_base) * fps)
+        return None
+
+    def chunks(self, frames_per_chunk: int, audio_sink: AudioSink | None = None) -> Iterator[FrameChunk]:
+        """Yield the frames in chunks of ``frames_per_chunk`` (the last one may be shorter).
+
+        A frame's duration is the gap to the next frame's timestamp (the container's own
+        timing), the last one's its stated duration or one nominal frame. With
+        ``audio_sink``, the first audio track's packets are passed to it as they are demuxed,
+        so audio and video stay interleaved without buffering either.
+
+        Raises:
+            ClipError: FFmpeg reports damage (truncated or corrupt data), or the frame size
+                changes within the clip.
+        """
+        video, time_base = self._video, self.info.time_base
+        nominal = max(1, round(1 / (self.info.fps * time_base)))
+        streams = [video] + ([self._audio] if audio_sink and self._audio is not None else [])
+        buffer = _ChunkBuffer(frames_per_chunk)
+        pending: tuple[np.ndarray, int, int] | None = None  # held back until the next timestamp
+        errors = _LibavErrors()
+        with errors.active():
+            try:
+                for packet in self._container.demux(*streams):
+                    if packet.stream is not video:
+                        if packet.size:  # the empty packet at the end only flushes a decoder
+                            self._check(errors)
+                            with errors.paused():
+                                audio_sink(packet)  # type: ignore[misc]
+                        continue
+                    for frame in packet.decode():
+                        self._check(errors)
+                        pixels = self._pixels(frame)
+                        start = frame.pts
+                        if start is None:
+                            start = 0 if pending is None else pending[1] + pending[2]
+                        if pending is not None:
+                            gap = start - pending[1]
+                            chunk = buffer.add(pending[0], pending[1], gap if gap > 0 else pending[2])
+                            if chunk is not None:
+                                with errors.paused():
+                                    yield chunk
+                        pending = (pixels, start, frame.duration or nominal)
+            except av.FFmpegError as error:
+                raise ClipError(f"corrupt or truncated ({error.strerror or error})") from None
+            self._check(errors)
+        last = buffer.add(*pending) if pending is not None else None
+        for chunk in (last, buffer.take()):
+            if chunk is not None:
+                yield chunk
+
+    @staticmethod
+    def _check(errors: _LibavErrors) -> None:
+        problem = errors.first()
+        if problem:
+            raise ClipError(f"corrupt or truncated (FFmpeg: {problem})")
+
+    def _pixels(self, frame: Any) -> np.ndarray:
+        pixels = frame.to_ndarray(format="rgb24")  # (H, W, 3)
+        # Phone clips store their orientation as a display rotation (counter-clockwise).
+        turns = round((frame.rotation or 0) / 90) % 4
+        if turns:
+            pixels = np.ascontiguousarray(np.rot90(pixels, turns))
+        if self._frame_shape is None:
+            self._frame_shape = pixels.shape
+        elif pixels.shape != self._frame_shape:
+            height, width = self._frame_shape[:2]
+            raise ClipError(
+                f"frame size changes within the clip ({width}x{height} to "
+                f"{pixels.shape[1]}x{pixels.shape[0]})"
+            )
+        return pixels
+
+    def close(self) -> None:
+        self._container.close()
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def output_format(path: Path) -> str | None:
+    """"gif", "mp4" or "webm" from the file's extension, None for any other."""
+    return OUTPUT_FORMATS.get(path.suffix.lower())
+
+
+def encoded_size(width: int, height: int, format_name: str) -> tuple[int, int]:
+    """Frame size a format stores for frames of ``width`` x ``height``.
+
+    H.264 in yuv420p needs even sizes, so MP4 adds one column and/or row, a copy of the
+    last one; GIF and VP9 store any size. Frames are never resized.
+    """
+    if format_name == "mp4":
+        return width + width % 2, height + height % 2
+    return width, height
+
+
+def open_writer(
+    path: Path,
+    format_name: str,
+    *,
+    fps: Fraction,
+    time_base: Fraction,
+    loop: int | None = 0,
+    audio_stream: Any = None,
+) -> GifWriter | EncodedWriter:
+    """A writer for ``path`` in ``format_name``; the frame size is taken from the first frames.
+
+    Args:
+        path: file to write (the caller's temporary file: the format is not guessed from it).
+        format_name: "gif", "mp4" or "webm".
+        fps: nominal frame rate of the written clip (MP4/WebM).
+        time_base: unit of the timestamps and durations of the chunks passed to ``write``.
+        loop: GIF loop count (0 = forever, None = play once).
+        audio_stream: a PyAV audio stream of the input whose packets will be passed to
+            ``write_audio`` (MP4/WebM only; GIF has no audio).
+    """
+    if format_name == "gif":
+        return GifWriter(path, time_base=time_base, loop=loop)
+    return EncodedWriter(path, format_name, fps=fps, time_base=time_base, audio_stream=audio_stream)
+
+
+def _to_palette(frame: np.ndarray) -> Image.Image:
+    """A (H, W, 3) uint8 frame as a palette image: exact when it has at most 256 colours."""
+    image = Image.fromarray(frame, "RGB")
+    if image.getcolors(256) is None:
+        return image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+    # Pillow's quantize(palette=...) maps colours through a coarse cache, so it may pick a
+    # neighbouring entry; an explicit index map keeps a frame of few colours lossless.
+    packed = (frame[..., 0].astype(np.uint32) << 16) | (frame[..., 1].astype(np.uint32) << 8) | frame[..., 2]
+    colours, indices = np.unique(packed.ravel(), return_inverse=True)
+    palette = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1).astype(np.uint8)
+    indexed = Image.fromarray(indices.reshape(frame.shape[:2]).astype(np.uint8), "P")
+    indexed.putpalette(palette.tobytes())
+    return indexed
+
+
+class GifWriter:
+    """Writes a GIF frame by frame, each frame full size with its own palette.
+
+    Durations are written in centiseconds, GIF's unit, rounded on the running total so the
+    clip's length stays right to the centisecond however the frame durations fall.
+    Identical consecutive frames are kept as they are (Pillow's ``save_all`` would merge them).
+    """
+
+    def __init__(self, path: Path, *, time_base: Fraction, loop: int | None) -> None:
+        self._file: BinaryIO = open(path, "wb")
+        self._time_base = time_base
+        self._loop = loop
+        self._origin: int | None = None
+        self._written_cs = 0
+        self.frames_written = 0
+
+    def write(self, chunk: FrameChunk) -> None:
+        """Append the chunk's frames, (T, H, W, 3) uint8."""
+        for pixels, start, duration in zip(chunk.pixels, chunk.starts.tolist(), chunk.durations.tolist()):
+            if self._origin is None:
+                self._origin = start
+            end_cs = round((start + duration - self._origin) * self._time_base * 100)
+            delay_cs = max(0, end_cs - self._written_cs)
+            self._written_cs += delay_cs
+            image = _to_palette(pixels)
+            if self.frames_written == 0:
+                info = {} if self._loop is None else {"loop": self._loop}
+                header, _ = GifImagePlugin.getheader(image, info=info)
+                self._file.writelines(header)
+            data = GifImagePlugin.getdata(
+                image, duration=delay_cs * 10, include_color_table=self.frames_written > 0
+            )
+            self._file.writelines(data)
+            self.frames_written += 1
+
+    def write_audio(self, packet: Any) -> None:
+        """GIF has no audio: packets are dropped."""
+
+    def close(self) -> None:
+        """Finish the file (GIF trailer)."""
+        if self.frames_written == 0:
+            self._file.close()
+            raise ClipError("no frames to write")
+        self._file.write(b";")
+        self._file.close()
+
+    def abort(self) -> None:
+        """Stop writing; the caller removes the incomplete file."""
+        self._file.close()
+
+
+# FFmpeg's default layout for each channel count, for sources (AVI, WAV) that leave it unnamed.
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _named_layout(layout: Any) -> str:
+    """A channel layout an encoder accepts: the source's, or the default for its channel count
+    (an unnamed layout is refused; more than 8 channels are mixed down to stereo)."""
+    if not layout.name.endswith("channels"):
+        return layout.name
+    return _DEFAULT_LAYOUTS.get(layout.nb_channels, "stereo")
+
+
+class _AudioTrack:
+    """The input's audio track in the output: copied when the container takes its codec,
+    else decoded and re-encoded (AAC for MP4, Opus for WebM)."""
+
+    def __init__(self, container: Any, source: Any, format_name: str) -> None:
+        self._container = container
+        self._resampler = None
+        if source.codec_context.name in _AUDIO_COPY[format_name]:
+            self._stream = container.add_stream_from_template(source)
+            return
+        encoder = _AUDIO_ENCODER[format_name]
+        # Opus encodes only at 48 kHz and below; AAC takes the source's rate.
+        rate = 48000 if encoder == "libopus" else source.codec_context.sample_rate
+        self._stream = container.add_stream(encoder, rate=rate)
+        self._stream.layout = _named_layout(source.codec_context.layout)
+        # The stream starts with a default sample format, which the encoder may not take.
+        self._stream.format = av.codec.Codec(encoder, "w").audio_formats[0]
+        self._stream.codec_context.open()  # to learn the encoder's frame size and format
+        self._resampler = av.AudioResampler(
+            format=self._stream.format,
+            layout=self._stream.layout,
+            rate=rate,
+            frame_size=self._stream.codec_context.frame_size or None,
+        )
+
+    def write(self, packet: Any) -> None:
+        if self._resampler is None:
+            packet.stream = self._stream
+            self._container.mux(packet)
+            return
+        for frame in packet.decode():
+            self._encode(self._resampler.resample(frame))
+
+    def _encode(self, frames: list) -> None:
+        for frame in frames:
+            self._container.mux(self._stream.encode(frame))
+
+    def close(self) -> None:
+        if self._resampler is not None:
+            self._encode(self._resampler.resample(None))
+            self._container.mux(self._stream.encode(None))
+
+
+class EncodedWriter:
+    """Writes MP4 (H.264, yuv420p) or WebM (VP9, yuv420p) through PyAV.
+
+    Each frame keeps its timestamp and its duration (the last frame's too), so the clip
+    keeps its length and variable frame timing; ``fps`` is the stream's nominal rate.
+    """
+
+    def __init__(
+        self, path: Path, format_name: str, *, fps: Fraction, time_base: Fraction, audio_stream: Any
+    ) -> None:
+        self._format = format_name
+        self._fps = fps
+        self._time_base = time_base
+        self._audio_source = audio_stream
+        codec, options = _VIDEO_ENCODER[format_name]
+        container_options = {k: v for k, v in options.items() if k == "movflags"}
+        self._codec = codec
+        self._codec_options = {k: v for k, v in options.items() if k != "movflags"}
+        try:
+            self._container = av.open(str(path), "w", format=format_name, options=container_options)
+        except (av.FFmpegError, OSError) as error:
+            raise ClipError(f"cannot write ({error})") from None
+        self._video: Any = None
+        self._audio: _AudioTrack | None = None
+        self._queued_audio: list = []  # packets demuxed before the first frame fixes the size
+        self._durations: dict[int, int] = {}
+        self.frames_written = 0
+
+    def _open_streams(self, width: int, height: int) -> None:
+        video = self._container.add_stream(self._codec, rate=self._fps, options=self._codec_options)
+        video.width, video.height = encoded_size(width, height, self._format)
+        video.pix_fmt = "yuv420p"
+        # Timestamps stay in the input's time base, so variable frame timing survives.
+        video.codec_context.time_base = self._time_base
+        video.time_base = self._time_base
+        self._video = video
+        if self._audio_source is not None:
+            self._audio = _AudioTrack(self._container, self._audio_source, self._format)
+        for packet in self._queued_audio:
+            self._audio.write(packet)  # type: ignore[union-attr]
+        self._queued_audio.clear()
+
+    def write(self, chunk: FrameChunk) -> None:
+        """Encode the chunk's frames, (T, H, W, 3) uint8."""
+        height, width = chunk.pixels.shape[1:3]
+        if self._video is None:
+            self._open_streams(width, height)
+        pad_width, pad_height = self._video.width - width, self._video.height - height
+        pixels = chunk.pixels
+        if pad_width or pad_height:
+            pixels = np.pad(pixels, ((0, 0), (0, pad_height), (0, pad_width), (0, 0)), mode="edge")
+        for frame_pixels, start, duration in zip(pixels, chunk.starts.tolist(), chunk.durations.tolist()):
+            frame = av.VideoFrame.from_ndarray(frame_pixels, format="rgb24")
+            frame.pts = start
+            frame.time_base = self._time_base
+            self._durations[start] = duration
+            self._mux_video(self._video.encode(frame))
+            self.frames_written += 1
+
+    def _mux_video(self, packets: list) -> None:
+        for packet in packets:
+            # Encoders leave the duration unset; the muxer needs it for the last frame.
+            packet.duration = self._durations.pop(packet.pts, packet.duration)
+            self._container.mux(packet)
+
+    def write_audio(self, packet: Any) -> None:
+        """Add one demuxed packet of the input's audio track (see ``audio_stream``)."""
+        if self._video is None:
+            self._queued_audio.append(packet)
+        elif self._audio is not None:
+            self._audio.write(packet)
+
+    def close(self) -> None:
+        """Flush the encoders and finish the file."""
+        if self._video is None:
+            self._container.close()
+            raise ClipError("no frames to write")
+        self._mux_video(self._video.encode(None))
+        if self._audio is not None:
+            self._audio.close()
+        self._container.close()
+
+    def abort(self) -> None:
+        """Stop writing; the caller removes the incomplete file."""
+        with contextlib.suppress(Exception):
+            self._container.close()
