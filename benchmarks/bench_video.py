@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from softpool_cli.clips import FrameChunk, open_clip, open_writer  # noqa: E402
-from softpool_cli.video import CHUNK_BYTES, _pool_windows  # noqa: E402
+from softpool_cli.video import CHUNK_BYTES, pool_windows  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 WINDOW = (2, 2, 2)
@@ -121,7 +121,7 @@ def stage_rates(source: Path, target: Path) -> dict[str, float]:
         if chunk is None:
             break
         started = time.perf_counter()
-        pooled = _pool_windows(chunk.pixels, WINDOW, "soft", 1.0, "cpu")
+        pooled = pool_windows(chunk.pixels, WINDOW, "soft", 1.0, "cpu")
         seconds["pooling"] += time.perf_counter() - started
         starts = chunk.starts[:: WINDOW[0]]
         durations = np.add.reduceat(chunk.durations, np.arange(0, len(chunk.starts), WINDOW[0]))

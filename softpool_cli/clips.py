@@ -31,8 +31,10 @@ _ANIMATED_IMAGE_FORMATS = {"GIF", "PNG", "WEBP"}
 _AUDIO_COPY = {"mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"}, "webm": {"opus", "vorbis"}}
 _AUDIO_ENCODER = {"mp4": "aac", "webm": "libopus"}
 _VIDEO_ENCODER = {
-    # x264's defaults apart from a slightly lower CRF: pooled clips are small, keep them crisp.
-    "mp4": ("libx264", {"crf": "20", "preset": "medium", "movflags": "+faststart"}),
+    # x264's defaults apart from a slightly lower CRF (pooled clips are small, keep them crisp)
+    # and MB-tree off: with it, this x264 writes different bytes on each run of the same input,
+    # and a gallery regenerated from the same samples should not change.
+    "mp4": ("libx264", {"crf": "20", "preset": "medium", "x264-params": "mbtree=0", "movflags": "+faststart"}),
     # VP9 at constant quality; cpu-used 4 trades a little size for a several-fold speed-up.
     "webm": ("libvpx-vp9", {"crf": "32", "b:v": "0", "cpu-used": "4", "row-mt": "1"}),
 }
@@ -441,10 +443,18 @@ def open_writer(
 
 
 def _to_palette(frame: np.ndarray) -> Image.Image:
-    """A (H, W, 3) uint8 frame as a palette image: exact when it has at most 256 colours."""
+    """A (H, W, 3) uint8 frame as a palette image: exact when it has at most 256 colours.
+
+    Frames with more colours get a palette of their own from Pillow's fast octree
+    quantiser, without dithering. On the sample clips this gives GIFs about half the size
+    of median cut's, encodes about ten times faster, and stays about 2 dB of PSNR behind it
+    (about 36-38 dB against the frames): GIF is for showing a clip on a web page; MP4 or
+    WebM keep full colour.
+    """
     image = Image.fromarray(frame, "RGB")
     if image.getcolors(256) is None:
-        return image.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+        # Pillow applies `dither` only when mapping onto a given palette, never here.
+        return image.quantize(256, method=Image.Quantize.FASTOCTREE)
     # Pillow's quantize(palette=...) maps colours through a coarse cache, so it may pick a
     # neighbouring entry; an explicit index map keeps a frame of few colours lossless.
     packed = (frame[..., 0].astype(np.uint32) << 16) | (frame[..., 1].astype(np.uint32) << 8) | frame[..., 2]

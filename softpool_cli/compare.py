@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-PANEL_LABELS = ("original", "SoftPool", "max pool", "avg pool")
+METHOD_LABELS = {"soft": "SoftPool", "max": "max pool", "avg": "avg pool"}
+PANEL_LABELS = ("original", *METHOD_LABELS.values())
 MIN_PANEL_WIDTH = 256
 BACKGROUND = (200, 200, 200)  # light neutral gray: reads on light and dark pages alike
 TEXT_COLOUR = (20, 20, 20)
@@ -53,6 +54,15 @@ def to_display_rgb(pixels: np.ndarray) -> np.ndarray:
         colour = colour * alpha + np.asarray(BACKGROUND[: colour.shape[2]], np.float32) * (1 - alpha)
     colour = np.clip(np.rint(colour), 0, 255).astype(np.uint8)
     return np.repeat(colour, 3, axis=2) if colour.shape[2] == 1 else colour
+
+
+def comparison_labels(methods: Sequence[str], beta: float = 1.0) -> list[str]:
+    """Panel labels for the original followed by ``methods`` ("soft", "max", "avg");
+    SoftPool's label names β when it is not the paper's 1."""
+    labels = ["original"]
+    for method in methods:
+        labels.append(f"SoftPool beta {beta:g}" if method == "soft" and beta != 1 else METHOD_LABELS[method])
+    return labels
 
 
 class ComparisonLayout:

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from softpool_cli.errors import MediaError, report_errors
+
+if TYPE_CHECKING:
+    import numpy as np
 
 DEFAULT_FACTOR = 2
 
@@ -54,6 +60,65 @@ def resolve_window(
         size = DEFAULT_FACTOR if factor is None else factor
         return (size, size), (size, size)
     return kernel, kernel if stride is None else stride
+
+
+@dataclass
+class PooledImage:
+    """One image pooled with several methods.
+
+    Attributes:
+        results: Method -> pooled pixels (same dtype and channels as the input), in the
+            order the methods were given.
+        comparison: ``(H, W, 3)`` uint8 RGB: the original, then each result in that order,
+            labelled; None when not asked for.
+        seconds: Method -> time its pooling took.
+    """
+
+    results: dict[str, np.ndarray]
+    comparison: np.ndarray | None
+    seconds: dict[str, float]
+
+
+def pool_image(
+    pixels: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    methods: Sequence[str],
+    *,
+    beta: float = 1.0,
+    ceil_mode: bool = False,
+    device: str = "cpu",
+    compare: bool = True,
+) -> PooledImage:
+    """Pool a decoded image with each of ``methods`` and, with ``compare``, build the comparison.
+
+    The steps of ``softpool downsample``, shared with ``softpool gallery`` so that both
+    write the same pixels.
+
+    Args:
+        pixels: ``(H, W)`` or ``(H, W, C)`` uint8/uint16, as :func:`~softpool_cli.images.read_image` gives.
+        kernel: Pooling window (height, width).
+        stride: Step (height, width).
+        methods: "soft", "max" and/or "avg", in panel order.
+        beta: SoftPool's sharpness.
+        ceil_mode: Keep a last, partial row and column of windows.
+        device: "cpu" or "cuda" (already resolved).
+        compare: Also compose the labelled side-by-side comparison.
+    """
+    from softpool_cli.pooling import pool_array
+
+    results, seconds = {}, {}
+    for method in methods:
+        started = time.perf_counter()
+        results[method] = pool_array(pixels, kernel, stride, method=method, beta=beta, ceil_mode=ceil_mode, device=device)
+        seconds[method] = time.perf_counter() - started
+    comparison = None
+    if compare:
+        from softpool_cli.compare import ComparisonLayout, comparison_labels
+
+        layout = ComparisonLayout(pixels.shape[0], pixels.shape[1], comparison_labels(methods, beta))
+        comparison = layout.compose([pixels, *results.values()])
+    return PooledImage(results, comparison, seconds)
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -145,7 +210,7 @@ def downsample(
     with report_errors(debug):
         from softpool_cli.files import check_distinct, check_input_file, check_output_path, write_files_atomically
         from softpool_cli.images import IMAGE_EXTENSIONS, encode_image, read_image
-        from softpool_cli.pooling import DeviceUnavailableError, pool_array, pooled_shape, resolve_device
+        from softpool_cli.pooling import DeviceUnavailableError, pooled_shape, resolve_device
 
         check_input_file(input_path)
         check_distinct(input_path, output_path, compare_path)
@@ -167,14 +232,11 @@ def downsample(
             )
 
         methods = ["soft", "max", "avg"] if compare_path is not None else [method]
-        results = {}
-        for name in [method] + [other for other in methods if other != method]:
-            pooling_started = time.perf_counter()
-            results[name] = pool_array(
-                image.pixels, kernel, stride, method=name, beta=beta, ceil_mode=ceil, device=device
-            )
-            if name == method:
-                pooling_seconds = time.perf_counter() - pooling_started
+        pooled = pool_image(
+            image.pixels, kernel, stride, methods, beta=beta, ceil_mode=ceil, device=device,
+            compare=compare_path is not None,
+        )
+        results, pooling_seconds = pooled.results, pooled.seconds[method]
 
         contents = {}
         contents[output_path], notes = encode_image(
@@ -182,13 +244,7 @@ def downsample(
         )
         messages = [f"{output_path}: {note}" for note in notes]
         if compare_path is not None:
-            from softpool_cli.compare import PANEL_LABELS, compose_comparison
-
-            labels = list(PANEL_LABELS)
-            if beta != 1:
-                labels[1] = f"SoftPool beta {beta:g}"
-            comparison = compose_comparison(image.pixels, results["soft"], results["max"], results["avg"], labels)
-            contents[compare_path], notes = encode_image(comparison, compare_path.suffix)
+            contents[compare_path], notes = encode_image(pooled.comparison, compare_path.suffix)
             messages += [f"{compare_path}: {note}" for note in notes]
         write_files_atomically(contents, overwrite=overwrite)
 

@@ -1,14 +1,16 @@
 """The work the gallery does for one input: pool it with every method, compare, score.
 
 A job runs in a worker process (or in the main process with ``--jobs 1``), so it takes
-and returns plain, picklable data. Images go through the same steps as
-``softpool downsample`` (:func:`~softpool_cli.images.read_image`,
-:func:`~softpool_cli.pooling.pool_array`, :func:`~softpool_cli.images.encode_image`,
-:class:`~softpool_cli.compare.ComparisonLayout`), so a gallery image is byte for byte what
+and returns plain, picklable data. Images go through :func:`~softpool_cli.downsample.pool_image`,
+the steps of ``softpool downsample``, so a gallery image is byte for byte what
 ``softpool downsample IN OUT --method M`` writes. Clips are pooled in time, height and width
-by the factor with the steps of ``softpool video`` (a last window with fewer frames pools
-the frames there are) and written as GIF, the one animated format GitHub shows inline in
-an ``<img>`` tag; an original that is not a GIF gets a GIF copy for the README.
+by the factor with the steps of ``softpool video`` (:func:`~softpool_cli.video.pool_windows`,
+:class:`~softpool_cli.video.Comparison`). The pooled clips are written as GIF, which GitHub
+shows inline in an ``<img>`` tag; an original that is not a GIF gets a GIF copy for the
+README. The clip comparison, which the README links rather than shows, is an MP4 (H.264):
+four full-size panels as GIF came to several MB per clip (256 colours per frame, no
+inter-frame compression), and its palette would blur the very differences the comparison
+is there to show; as MP4 it is a few hundred kB at near-lossless quality.
 
 All outputs of one input are written together through temporary files (see
 :func:`~softpool_cli.files.atomic_outputs`): an error or Ctrl-C leaves none of them half
@@ -19,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,10 +29,10 @@ import numpy as np
 from softpool_cli.errors import MediaError
 
 # Bump when the outputs change for the same settings, so older galleries are redone.
-OUTPUT_FORMAT_VERSION = 1
+OUTPUT_FORMAT_VERSION = 2  # 2: octree-quantised GIFs, MP4 clip comparisons
 # Formats a browser (and so GitHub) shows in an <img> tag, linked as they are; others get a copy.
 BROWSER_IMAGE_FORMATS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp"}
-METHOD_LABELS = {"soft": "SoftPool", "max": "max pool", "avg": "avg pool"}
+CLIP_COMPARISON_FORMAT = "mp4"
 
 
 @dataclass(frozen=True)
@@ -137,19 +138,15 @@ def run_job(job: Job) -> Outcome:
     return Outcome(outputs, scores, sha256, size=status.st_size, mtime_ns=status.st_mtime_ns)
 
 
-def _comparison_labels(methods: Sequence[str]) -> list[str]:
-    return ["original"] + [METHOD_LABELS[method] for method in methods]
-
-
 # ------------------------------------------------------------------------------ images
 
 
 def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
-    from softpool_cli.compare import ComparisonLayout
+    from softpool_cli.downsample import pool_image
     from softpool_cli.files import write_files_atomically
     from softpool_cli.images import encode_image, read_image
     from softpool_cli.metrics import image_scores
-    from softpool_cli.pooling import pool_array, pooled_shape
+    from softpool_cli.pooling import pooled_shape
 
     settings = job.settings
     kernel = (settings.factor, settings.factor)
@@ -161,12 +158,7 @@ def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]
             f"image is {width}x{height} pixels, smaller than the {settings.factor}x{settings.factor} window "
             "(use a smaller --factor)",
         )
-    results = {
-        method: pool_array(
-            image.pixels, kernel, kernel, method=method, beta=settings.beta, device=settings.device
-        )
-        for method in settings.methods
-    }
+    pooled = pool_image(image.pixels, kernel, kernel, settings.methods, beta=settings.beta, device=settings.device)
     # Browser formats keep their format (as `softpool downsample IN OUT` would); TIFF and BMP become PNG.
     suffix = BROWSER_IMAGE_FORMATS.get(image.format, ".png")
     contents: dict[Path, bytes] = {}
@@ -177,52 +169,23 @@ def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]
         contents[preview], _ = encode_image(image.pixels, ".png", icc_profile=image.icc_profile)
         original_link = _relative(job, preview)
     outputs["original"] = original_link
-    for method, pooled in results.items():
+    for method, result in pooled.results.items():
         target = _output(job, method, suffix)
-        contents[target], _ = encode_image(pooled, suffix, icc_profile=image.icc_profile)
+        contents[target], _ = encode_image(result, suffix, icc_profile=image.icc_profile)
         outputs[method] = _relative(job, target)
-    layout = ComparisonLayout(height, width, _comparison_labels(settings.methods))
-    comparison = layout.compose([image.pixels, *results.values()])
     target = _output(job, "compare", suffix)
-    contents[target], _ = encode_image(comparison, suffix)
+    contents[target], _ = encode_image(pooled.comparison, suffix)
     outputs["compare"] = _relative(job, target)
     write_files_atomically(contents, overwrite=True)
 
     scores = {}
-    for method, pooled in results.items():
-        result = image_scores(image.pixels, pooled, settings.factor)
-        scores[method] = (result.psnr, result.ssim)
+    for method, result in pooled.results.items():
+        score = image_scores(image.pixels, result, settings.factor)
+        scores[method] = (score.psnr, score.ssim)
     return outputs, scores
 
 
 # ------------------------------------------------------------------------------- clips
-
-
-class _ClipComparison:
-    """Comparison frames as ``softpool video --compare`` makes them, for any subset of methods:
-    the first original frame of each window, then each method's pooled frame."""
-
-    def __init__(self, height: int, width: int, methods: Sequence[str]) -> None:
-        from softpool_cli.compare import ComparisonLayout
-        from softpool_cli.video import MAX_COMPARE_PANEL_WIDTH
-
-        panel = None
-        if width > MAX_COMPARE_PANEL_WIDTH:
-            scale = MAX_COMPARE_PANEL_WIDTH / width
-            panel = (max(1, round(height * scale)), MAX_COMPARE_PANEL_WIDTH)
-        self._layout = ComparisonLayout(height, width, _comparison_labels(methods), panel_size=panel)
-        self._shrink_to = panel
-        self._methods = tuple(methods)
-
-    def frames(self, originals: np.ndarray, results: dict[str, np.ndarray]) -> np.ndarray:
-        import cv2
-
-        composed = []
-        for index, original in enumerate(originals):
-            if self._shrink_to is not None:
-                original = cv2.resize(original, self._shrink_to[::-1], interpolation=cv2.INTER_AREA)
-            composed.append(self._layout.compose([original, *(results[method][index] for method in self._methods)]))
-        return np.stack(composed)  # (T', H, W, 3)
 
 
 def _check_clip_fits(path: Path, count: int, height: int, width: int, factor: int) -> None:
@@ -244,8 +207,7 @@ def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]
     from softpool_cli.clips import ClipError, FrameChunk, open_clip, open_writer
     from softpool_cli.files import atomic_outputs
     from softpool_cli.metrics import ClipScorer, window_step
-    # The pooling step of `softpool video` (private there: see the module docstring).
-    from softpool_cli.video import CHUNK_BYTES, _pool_windows
+    from softpool_cli.video import CHUNK_BYTES, Comparison, pool_windows
 
     settings = job.settings
     factor = settings.factor
@@ -258,17 +220,20 @@ def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]
         info = reader.info
         original_link = relative_link(job.source, job.out_dir) if info.container == "GIF" else None
         targets = {method: _output(job, method, ".gif") for method in settings.methods}
-        targets["compare"] = _output(job, "compare", ".gif")
+        targets["compare"] = _output(job, "compare", f".{CLIP_COMPARISON_FORMAT}")
         if original_link is None:
             targets["original"] = _output(job, "original", ".gif")  # GitHub shows no MP4 in <img>
         windows = -(-info.frame_count // factor) if info.frame_count else None
         scorers = {method: ClipScorer(factor, factor, window_step(windows)) for method in settings.methods}
         windows_per_chunk = max(1, min(64, CHUNK_BYTES // max(1, factor * info.width * info.height * 3)))
         frames_in = 0
-        comparison: _ClipComparison | None = None
+        comparison: Comparison | None = None
         with atomic_outputs(*targets.values(), overwrite=True) as temporaries:
             writers = {
-                role: open_writer(temporary, "gif", fps=info.fps / factor, time_base=info.time_base, loop=info.loop)
+                role: open_writer(
+                    temporary, CLIP_COMPARISON_FORMAT if role == "compare" else "gif",
+                    fps=info.fps / factor, time_base=info.time_base, loop=info.loop,
+                )
                 for role, temporary in zip(targets, temporaries)
             }
             try:
@@ -276,12 +241,12 @@ def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]
                     count, height, width = chunk.pixels.shape[:3]
                     if frames_in == 0:
                         _check_clip_fits(job.source, count, height, width, factor)
-                        comparison = _ClipComparison(height, width, settings.methods)
+                        comparison = Comparison(height, width, settings.methods, settings.beta)
                     frames_in += count
                     if "original" in writers:
                         writers["original"].write(chunk)
                     results = {
-                        method: _pool_windows(chunk.pixels, window, method, settings.beta, settings.device)
+                        method: pool_windows(chunk.pixels, window, method, settings.beta, settings.device)
                         for method in settings.methods
                     }  # each (ceil(T / factor), H', W', 3)
                     starts = chunk.starts[::factor]

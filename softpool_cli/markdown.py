@@ -171,7 +171,8 @@ def render_readme(entries: Sequence[GalleryEntry], settings: GallerySettings) ->
             "## Clips",
             "",
             "Pooled clips are written as GIF, which GitHub plays inline; an original that is not a GIF "
-            "is shown through a GIF copy of it.",
+            "is shown through a GIF copy of it (256 colours per frame). The side-by-side comparisons "
+            "are MP4 (H.264), which GitHub offers as a download.",
             "",
             *media_table(clips, settings),
             "",

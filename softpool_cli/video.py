@@ -5,6 +5,8 @@ Only Click and the standard library are imported at module level, so that
 when the command runs, PyTorch only when it is needed (a GPU, or a pooling the
 8-bit CPU engine does not cover).
 
+:func:`pool_windows` and :class:`Comparison` are also the clip steps of ``softpool gallery``.
+
 Frames are decoded, pooled and encoded a few temporal windows at a time, so peak
 memory depends on the frame size, not on the clip's length.
 """
@@ -15,7 +17,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,67 +93,58 @@ def _blame(path: Path, action: str) -> Iterator[None]:
         raise MediaError(path, f"cannot {action} ({error.strerror or error})") from None
 
 
-def _may_have_cuda() -> bool:
-    """False when no NVIDIA driver is visible, so ``--device auto`` can settle on the CPU
-    without importing PyTorch (about 2 s and 250 MB, more than pooling a short clip)."""
-    import os
-
-    if not sys.platform.startswith("linux"):
-        return True  # let PyTorch decide
-    # The driver's /proc entry and device nodes; /dev/dxg is CUDA under WSL 2.
-    return any(os.path.exists(path) for path in ("/proc/driver/nvidia/version", "/dev/nvidiactl", "/dev/dxg"))
-
-
 def _window_text(window: tuple[int, ...]) -> str:
     return "x".join(str(size) for size in window)
 
 
-def _pool_windows(pixels: Any, window: tuple[int, int, int], method: str, beta: float, device: str) -> Any:
-    """Pool (T, H, W, 3) frames in windows of ``window``; a last, shorter group of frames is
-    pooled as one window of the frames there are (max pooling's ceil_mode in time)."""
+def pool_windows(pixels: Any, window: tuple[int, int, int], method: str, beta: float, device: str) -> Any:
+    """Pool (T, H, W, 3) frames in windows of ``window`` (frames, height, width), stride = window.
+
+    A last, shorter group of frames is pooled as one window of the frames there are (max
+    pooling's ceil_mode in time); rows and columns that do not fill a window are dropped.
+    """
     import numpy as np
+
+    from softpool_cli.pooling import pool_array
 
     frames, height, width = window
     whole = len(pixels) - len(pixels) % frames
     parts = []
     if whole:
-        parts.append(_pool(pixels[:whole], window, method, beta, device))
+        parts.append(pool_array(pixels[:whole], window, method=method, beta=beta, device=device))
     if whole < len(pixels):
-        parts.append(_pool(pixels[whole:], (len(pixels) - whole, height, width), method, beta, device))
+        rest = (len(pixels) - whole, height, width)
+        parts.append(pool_array(pixels[whole:], rest, method=method, beta=beta, device=device))
     return parts[0] if len(parts) == 1 else np.concatenate(parts)  # (ceil(T / KT), H', W', 3)
 
 
-def _pool(pixels: Any, window: tuple[int, int, int], method: str, beta: float, device: str) -> Any:
-    """The pooling step: :func:`softpool_cli.pooling.pool_array`, with 8-bit frames on CPU sent
-    to the compiled engine first (several times faster than the PyTorch path, same results
-    up to float rounding; it declines what it does not cover, such as max pooling)."""
-    from softpool_cli import fast_uint8
-    from softpool_cli.pooling import pool_array
+class Comparison:
+    """Builds comparison frames: the first original frame of each window, then each method's
+    pooled frame, labelled, every panel at one display size.
 
-    if device == "cpu":
-        pooled = fast_uint8.pool_uint8_or_none(pixels, window, None, method, beta, False)
-        if pooled is not None:
-            return pooled
-    return pool_array(pixels, window, method=method, beta=beta, device=device)
+    Frames wider than :data:`MAX_COMPARE_PANEL_WIDTH` are shown at that width (the original
+    area-averaged down, so it does not alias); smaller ones as the image comparison shows them.
 
+    Args:
+        frame_height: Height of the original frames.
+        frame_width: Width of the original frames.
+        methods: The pooling methods of the panels after the original, in order.
+        beta: SoftPool's β, named in its label when it is not 1.
+    """
 
-class _Comparison:
-    """Builds the comparison frames: the first frame of each window | SoftPool | max | avg."""
+    def __init__(self, frame_height: int, frame_width: int, methods: Sequence[str], beta: float = 1.0) -> None:
+        from softpool_cli.compare import ComparisonLayout, comparison_labels
 
-    def __init__(self, frame_height: int, frame_width: int, beta: float) -> None:
-        from softpool_cli.compare import PANEL_LABELS, ComparisonLayout
-
-        labels = list(PANEL_LABELS)
-        if beta != 1:
-            labels[1] = f"SoftPool b={beta:g}"
         panel = None  # the layout's default: the frame's size, enlarged if it is small
         if frame_width > MAX_COMPARE_PANEL_WIDTH:
             scale = MAX_COMPARE_PANEL_WIDTH / frame_width
             panel = (max(1, round(frame_height * scale)), MAX_COMPARE_PANEL_WIDTH)
-        self._layout = ComparisonLayout(frame_height, frame_width, labels, panel_size=panel)
+        self.methods = tuple(methods)
+        self._layout = ComparisonLayout(frame_height, frame_width, comparison_labels(self.methods, beta), panel_size=panel)
         self._shrink_to = panel
 
     def frames(self, originals: Any, results: dict[str, Any]) -> Any:
+        """Compose (T', H, W, 3) comparison frames from T' originals and each method's T' pooled frames."""
         import cv2
         import numpy as np
 
@@ -160,7 +153,7 @@ class _Comparison:
             if self._shrink_to is not None:
                 # Area averaging, not nearest neighbour (the layout's choice): the original should not alias.
                 original = cv2.resize(original, self._shrink_to[::-1], interpolation=cv2.INTER_AREA)
-            panels = [original] + [results[name][index] for name in ("soft", "max", "avg")]
+            panels = [original] + [results[method][index] for method in self.methods]
             composed.append(self._layout.compose(panels))
         return np.stack(composed)  # (T', H, W, 3)
 
@@ -228,7 +221,8 @@ def video(
     window with fewer frames pools the frames there are. Rows and columns that do
     not fill a window are dropped, as max pooling does. MP4 (H.264, yuv420p) needs
     even sizes: an odd width or height gets one more column or row, a copy of the
-    last. The audio track is kept in MP4 and WebM.
+    last. The audio track is kept in MP4 and WebM. GIF stores 256 colours per
+    frame (a fast octree palette, no dithering): for full colour, write MP4 or WebM.
 
     \b
     Examples:
@@ -253,7 +247,7 @@ def video(
             if path is not None:
                 check_output_path(path, extensions=OUTPUT_FORMATS, overwrite=overwrite)
         try:
-            device = "cpu" if device == "auto" and not _may_have_cuda() else resolve_device(device)
+            device = resolve_device(device)
         except DeviceUnavailableError as error:
             raise click.ClickException(str(error)) from None
         job = _Job(input_path, output_path, compare_path, window, method, beta, device)
@@ -295,7 +289,7 @@ class _Job:
     beta: float
     device: str
     _format: str = field(init=False, default="mp4")
-    _comparison: _Comparison | None = field(init=False, default=None)
+    _comparison: Comparison | None = field(init=False, default=None)
 
     def run(self, *, overwrite: bool, quiet: bool) -> _Summary:
         from tqdm import tqdm
@@ -360,7 +354,7 @@ class _Job:
             summary.size_in = f"{width}x{height}"
         summary.frames_in += count
         methods = ["soft", "max", "avg"] if self.compare_path is not None else [self.method]
-        results = {name: _pool_windows(chunk.pixels, self.window, name, self.beta, self.device) for name in methods}
+        results = {name: pool_windows(chunk.pixels, self.window, name, self.beta, self.device) for name in methods}
         pooled = results[self.method]
         frames = self.window[0]
         starts = chunk.starts[::frames]
@@ -379,7 +373,7 @@ class _Job:
         summary.frames_out += len(pooled)
         if self.compare_path is not None:
             if self._comparison is None:
-                self._comparison = _Comparison(height, width, self.beta)
+                self._comparison = Comparison(height, width, ("soft", "max", "avg"), self.beta)
             composed = self._comparison.frames(chunk.pixels[::frames], results)
             with _blame(self.compare_path, "write"):
                 writers[1].write(FrameChunk(composed, starts, durations))

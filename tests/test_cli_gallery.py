@@ -314,10 +314,11 @@ class TestGallery:
             expected = tmp_path / f"expected_{method}.gif"
             arguments = ["video", str(sources / "movie.bin"), str(expected), "--method", method, "-q"]
             if method == "soft":
-                arguments += ["--compare", str(tmp_path / "expected_compare.gif")]
+                arguments += ["--compare", str(tmp_path / "expected_compare.mp4")]
             assert CliRunner().invoke(cli, arguments).exit_code == 0
             assert (out / f"movie_{method}.gif").read_bytes() == expected.read_bytes()
-        assert (out / "movie_compare.gif").read_bytes() == (tmp_path / "expected_compare.gif").read_bytes()
+        # The comparison is linked, not shown inline: an MP4, as `softpool video --compare x.mp4` writes it.
+        assert (out / "movie_compare.mp4").read_bytes() == (tmp_path / "expected_compare.mp4").read_bytes()
         np.testing.assert_array_equal(read_gif_frames(out / "movie_original.gif"), read_mp4_frames(sources / "movie.bin"))
 
     def test_subset_of_methods(self, sources, tmp_path):

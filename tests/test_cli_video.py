@@ -322,6 +322,26 @@ def test_mp4_to_gif_keeps_total_duration(tmp_path):
     assert loop == 0
 
 
+def test_mp4_output_is_repeatable(tmp_path):
+    # x264's MB-tree made each run's bytes differ; a regenerated gallery must not change.
+    source = write_mp4(tmp_path / "clip.mp4", smooth_frames(12, 48, 64), fps=12)
+    assert run(source, tmp_path / "one.mp4", "--compare", tmp_path / "one_cmp.mp4").exit_code == 0
+    assert run(source, tmp_path / "two.mp4", "--compare", tmp_path / "two_cmp.mp4").exit_code == 0
+    assert (tmp_path / "one.mp4").read_bytes() == (tmp_path / "two.mp4").read_bytes()
+    assert (tmp_path / "one_cmp.mp4").read_bytes() == (tmp_path / "two_cmp.mp4").read_bytes()
+
+
+def test_gif_of_many_colours_stays_close(tmp_path):
+    # Smooth frames have thousands of colours: each GIF frame gets its own 256-colour palette.
+    frames = smooth_frames(6, 48, 64)
+    source = write_mp4(tmp_path / "clip.mp4", frames, fps=6)
+    assert run(source, tmp_path / "out.gif").exit_code == 0
+    output, _, _ = read_gif(tmp_path / "out.gif")
+    expected = library_pool(probe(source)["frames"], (2, 2, 2))
+    assert len(np.unique(expected.reshape(-1, 3), axis=0)) > 256
+    assert psnr(output, expected) > 30
+
+
 def test_webm_output_with_audio_reencoded(tmp_path):
     source = write_mp4(tmp_path / "clip.mp4", smooth_frames(8, 16, 16), fps=8, audio_seconds=1.0)
     assert run(source, tmp_path / "out.webm").exit_code == 0

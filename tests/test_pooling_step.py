@@ -7,6 +7,9 @@ NumPy window reductions.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -162,3 +165,13 @@ class TestShapesAndErrors:
         if not torch.cuda.is_available():
             with pytest.raises(DeviceUnavailableError, match="no CUDA GPU"):
                 resolve_device("cuda")
+
+    def test_auto_without_a_driver_does_not_import_torch(self):
+        code = (
+            "import sys\n"
+            "from softpool_cli import pooling\n"
+            "pooling._may_have_cuda = lambda: False  # as on a machine without an NVIDIA driver\n"
+            "assert pooling.resolve_device('auto') == 'cpu'\n"
+            "assert 'torch' not in sys.modules\n"
+        )
+        subprocess.run([sys.executable, "-c", code], check=True)
