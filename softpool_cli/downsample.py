@@ -208,15 +208,11 @@ def downsample(
     kernel, stride = resolve_window(factor, kernel, stride)
 
     with report_errors(debug):
-        from softpool_cli.files import check_distinct, check_input_file, check_output_path, write_files_atomically
+        from softpool_cli.files import check_job_paths, write_files_atomically
         from softpool_cli.images import IMAGE_EXTENSIONS, encode_image, read_image
         from softpool_cli.pooling import DeviceUnavailableError, pooled_shape, resolve_device
 
-        check_input_file(input_path)
-        check_distinct(input_path, output_path, compare_path)
-        for path in (output_path, compare_path):
-            if path is not None:
-                check_output_path(path, extensions=IMAGE_EXTENSIONS, overwrite=overwrite)
+        check_job_paths(input_path, output_path, compare_path, extensions=IMAGE_EXTENSIONS, overwrite=overwrite)
         try:
             device = resolve_device(device)
         except DeviceUnavailableError as error:

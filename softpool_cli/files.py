@@ -52,6 +52,18 @@ def check_distinct(input_path: Path, *output_paths: Path | None) -> None:
                 raise MediaError(output, f"is also the output {earlier}; choose two different paths")
 
 
+def check_job_paths(
+    input_path: Path, *output_paths: Path | None, extensions: Collection[str], overwrite: bool
+) -> None:
+    """The checks every command makes before any work: IN is readable, no output is IN, and
+    each output (None: not asked for) can be written."""
+    check_input_file(input_path)
+    check_distinct(input_path, *output_paths)
+    for path in output_paths:
+        if path is not None:
+            check_output_path(path, extensions=extensions, overwrite=overwrite)
+
+
 def check_output_path(path: Path, *, extensions: Collection[str], overwrite: bool) -> None:
     """Check, before any work is done, that ``path`` can be written.
 

@@ -238,14 +238,10 @@ def video(
 
     with report_errors(debug):
         from softpool_cli.clips import OUTPUT_FORMATS
-        from softpool_cli.files import check_distinct, check_input_file, check_output_path
+        from softpool_cli.files import check_job_paths
         from softpool_cli.pooling import DeviceUnavailableError, resolve_device
 
-        check_input_file(input_path)
-        check_distinct(input_path, output_path, compare_path)
-        for path in (output_path, compare_path):
-            if path is not None:
-                check_output_path(path, extensions=OUTPUT_FORMATS, overwrite=overwrite)
+        check_job_paths(input_path, output_path, compare_path, extensions=OUTPUT_FORMATS, overwrite=overwrite)
         try:
             device = resolve_device(device)
         except DeviceUnavailableError as error:
