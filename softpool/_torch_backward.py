@@ -11,10 +11,9 @@ autograd layer, where autograd through the forward ops is not available.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._arguments import PoolGeometry
-from ._torch_path import _lift_to_3d
+from ._torch_path import WINDOW_DIMS, _lift_to_3d, window_softmax
 
 
 def soft_pool_torch_backward(
@@ -27,38 +26,9 @@ def soft_pool_torch_backward(
     kernel, stride, padding, size, out_size = _lift_to_3d(geometry)
     compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     batch, channels = x.shape[:2]
-    volume = x.to(compute_dtype).reshape(batch, channels, *size)  # (N, C, D, H, W)
-
-    right = [max(0, (o - 1) * s + k - n - p) for o, s, k, n, p in zip(out_size, stride, kernel, size, padding)]
-    needs_mask = any(padding) or any(right)
-    if needs_mask:
-        flat_pads = []
-        for left_pad, right_pad in reversed(list(zip(padding, right))):
-            flat_pads += [left_pad, right_pad]
-        volume = F.pad(volume, flat_pads)
-        valid = F.pad(torch.ones(size, dtype=torch.bool, device=x.device), flat_pads)  # (D, H, W)
-
-    # Shapes before each unfold, for its adjoint.
-    unfold_inputs = []
-    windows = volume  # becomes (N, C, Do, Ho, Wo, kd, kh, kw)
-    for dim, (k, s, o) in enumerate(zip(kernel, stride, out_size)):
-        unfold_inputs.append(tuple(windows.shape))
-        windows = windows.unfold(2 + dim, k, s).narrow(2 + dim, 0, o)
-    window_dims = (-3, -2, -1)
-
-    if needs_mask:
-        inside = valid
-        for dim, (k, s, o) in enumerate(zip(kernel, stride, out_size)):
-            inside = inside.unfold(dim, k, s).narrow(dim, 0, o)  # (Do, Ho, Wo, kd, kh, kw)
-        window_max = windows.masked_fill(~inside, float("-inf")).amax(dim=window_dims, keepdim=True)
-    else:
-        window_max = windows.amax(dim=window_dims, keepdim=True)
-    exponent = beta * (windows - window_max)
-    if needs_mask:
-        exponent = exponent.masked_fill(~inside, float("-inf"))
-    weights = torch.exp(exponent)
-    weights = weights / weights.sum(dim=window_dims, keepdim=True)  # softmax per window, 0 on padding
-    pooled = (weights * windows).sum(dim=window_dims, keepdim=True)  # (N, C, Do, Ho, Wo, 1, 1, 1)
+    softmax = window_softmax(x, geometry, beta, compute_dtype)
+    windows, weights, unfold_inputs = softmax.windows, softmax.weights, softmax.unfold_inputs
+    pooled = (weights * windows).sum(dim=WINDOW_DIMS, keepdim=True)  # (N, C, Do, Ho, Wo, 1, 1, 1)
 
     grad = grad_output.to(compute_dtype).reshape(batch, channels, *out_size, 1, 1, 1)
     grad = grad * weights * (1 + beta * (windows - pooled))  # (N, C, Do, Ho, Wo, kd, kh, kw)

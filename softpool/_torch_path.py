@@ -10,6 +10,8 @@ because SoftPool is invariant to a per-window shift of the exponent.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -30,14 +32,23 @@ def _lift_to_3d(geometry: PoolGeometry) -> tuple[tuple[int, ...], ...]:
     )
 
 
-def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor) -> torch.Tensor:
-    """SoftPool of a batched input ``x`` (N, C, *spatial) with the windows of ``geometry``.
+WINDOW_DIMS = (-3, -2, -1)
 
-    ``beta`` is a float, or a tensor holding one value or one value per channel (C,).
-    Half types are computed in float32 and the result cast back to ``x.dtype``.
-    """
+
+@dataclass
+class WindowSoftmax:
+    """Every window of a call as a strided view, with its softmax weights."""
+
+    windows: torch.Tensor  # (N, C, Do, Ho, Wo, kd, kh, kw), a view of the padded input
+    weights: torch.Tensor  # same shape: softmax(beta * window), 0 on padding
+    unfold_inputs: list[tuple[int, ...]]  # the shape before each unfold, for its adjoint
+
+
+def window_softmax(
+    x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor, compute_dtype: torch.dtype
+) -> WindowSoftmax:
+    """The windows of a batched ``x`` (N, C, *spatial) and their softmax weights, in ``compute_dtype``."""
     kernel, stride, padding, size, out_size = _lift_to_3d(geometry)
-    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
     batch, channels = x.shape[:2]
     volume = x.to(compute_dtype).reshape(batch, channels, *size)  # (N, C, D, H, W)
 
@@ -51,18 +62,19 @@ def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch
         volume = F.pad(volume, flat_pads)
         valid = F.pad(torch.ones(size, dtype=torch.bool, device=x.device), flat_pads)  # (D, H, W)
 
-    windows = volume  # becomes (N, C, Do, Ho, Wo, kd, kh, kw), a strided view
+    unfold_inputs = []
+    windows = volume
     for dim, (k, s, o) in enumerate(zip(kernel, stride, out_size)):
+        unfold_inputs.append(tuple(windows.shape))
         windows = windows.unfold(2 + dim, k, s).narrow(2 + dim, 0, o)
-    window_dims = (-3, -2, -1)
 
     if needs_mask:
         inside = valid
         for dim, (k, s, o) in enumerate(zip(kernel, stride, out_size)):
             inside = inside.unfold(dim, k, s).narrow(dim, 0, o)  # (Do, Ho, Wo, kd, kh, kw)
-        window_max = windows.masked_fill(~inside, float("-inf")).amax(dim=window_dims, keepdim=True)
+        window_max = windows.masked_fill(~inside, float("-inf")).amax(dim=WINDOW_DIMS, keepdim=True)
     else:
-        window_max = windows.amax(dim=window_dims, keepdim=True)
+        window_max = windows.amax(dim=WINDOW_DIMS, keepdim=True)
 
     if isinstance(beta, torch.Tensor):
         beta = beta.to(compute_dtype).reshape(1, -1, *([1] * 6))  # one value, or (1, C, 1, ...)
@@ -73,6 +85,17 @@ def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch
     weights = torch.exp(exponent)  # in (0, 1], 1 at the window maximum
     # Normalising before the weighted sum keeps every partial sum within the window's range,
     # so values near the dtype's largest finite number cannot overflow.
-    weights = weights / weights.sum(dim=window_dims, keepdim=True)
-    pooled = (weights * windows).sum(dim=window_dims)  # (N, C, Do, Ho, Wo)
-    return pooled.reshape(batch, channels, *geometry.output_size).to(x.dtype)
+    weights = weights / weights.sum(dim=WINDOW_DIMS, keepdim=True)
+    return WindowSoftmax(windows, weights, unfold_inputs)
+
+
+def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor) -> torch.Tensor:
+    """SoftPool of a batched input ``x`` (N, C, *spatial) with the windows of ``geometry``.
+
+    ``beta`` is a float, or a tensor holding one value or one value per channel (C,).
+    Half types are computed in float32 and the result cast back to ``x.dtype``.
+    """
+    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
+    softmax = window_softmax(x, geometry, beta, compute_dtype)
+    pooled = (softmax.weights * softmax.windows).sum(dim=WINDOW_DIMS)  # (N, C, Do, Ho, Wo)
+    return pooled.reshape(*x.shape[:2], *geometry.output_size).to(x.dtype)
