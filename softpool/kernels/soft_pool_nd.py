@@ -145,8 +145,11 @@ def _window_lane(
     p_0 = start_0 + k_0
     p_1 = start_1 + k_1
     p_2 = start_2 + k_2
-    # Axes 0-2 are one position per program: their checks are scalar.
-    valid = out_mask & ((p_0 >= 0) & (p_0 < in_0) & (p_1 >= 0) & (p_1 < in_1) & (p_2 >= 0) & (p_2 < in_2))
+    # Axes 0-2 are one position per program: their checks are scalar. A select rather than `&`
+    # (the same code once compiled): the interpreter splats a scalar comparison to int32, and
+    # Triton 3.9's interpreter rejects a load mask that is not boolean.
+    inside = (p_0 >= 0) & (p_0 < in_0) & (p_1 >= 0) & (p_1 < in_1) & (p_2 >= 0) & (p_2 < in_2)
+    valid = tl.where(inside, out_mask, False)
     if EDGE_3:
         valid = valid & (start_3 + k_3 >= 0) & (start_3 + k_3 < in_3)
     if EDGE_4:
@@ -426,6 +429,9 @@ def _gather_window(
         & _holds(i_3, o_3, t_3, out_3, K3, S3, P3, UNROLL)
         & _holds(i_4, o_4, t_4, out_4, K4, S4, P4, UNROLL)
     )
+    # The interpreter splats the scalar checks (axes 0-2) to int32, and Triton 3.9's rejects a
+    # load mask that is not boolean: this select makes it boolean, and compiles to nothing.
+    valid = tl.where(valid, True, False)
     stat_offset = (o_0.to(tl.int64) * ys_0 + o_1.to(tl.int64) * ys_1 + o_2.to(tl.int64) * ys_2) + (
         o_3 * ys_3 + o_4 * ys_4
     )
