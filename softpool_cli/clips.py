@@ -294,7 +294,15 @@ class ContainerReader:
         name = container.format.name
         # FFmpeg's image demuxers ("png_pipe", "image2", ...) mean a still image it can read.
         if name == "image2" or name.endswith("_pipe"):
+            # image2 is picked by the file's extension alone: only a decodable frame makes it an image.
+            with errors.active():
+                try:
+                    decodable = next(container.decode(video=0), None) is not None
+                except (av.FFmpegError, EOFError, ValueError):
+                    decodable = False
             container.close()
+            if not decodable:
+                raise ClipError("not a clip PyAV can read: unknown, corrupt or truncated")
             raise ClipError("is a still image, not a clip: use `softpool downsample` for images")
         self._video = container.streams.video[0]
         self._video.thread_type = "AUTO"
