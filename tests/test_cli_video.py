@@ -419,7 +419,7 @@ BAD_INPUTS = {
     "missing": ("clip.gif", lambda path: None, "no such file"),
     "empty": ("clip.mp4", lambda path: path.write_bytes(b""), "empty"),
     "text named .mp4": ("clip.mp4", lambda path: path.write_text("not a video\n" * 50), "not a clip"),
-    "text named .jpg": ("clip.jpg", lambda path: path.write_text("not an image\n" * 50), "not a clip"),
+    "text named .jpg": ("clip.jpg", lambda path: path.write_text("not an image\n" * 50), "not a clip PyAV can read"),
     "random bytes named .gif": ("clip.gif", lambda path: path.write_bytes(np.random.default_rng(0).bytes(4000)), "not a clip"),
     "truncated gif": ("clip.gif", _truncated_gif, "truncated"),
     "truncated mp4": ("clip.mp4", _truncated_mp4, "truncated"),
