@@ -210,13 +210,10 @@ def downsample(
     with report_errors(debug):
         from softpool_cli.files import check_job_paths, write_files_atomically
         from softpool_cli.images import IMAGE_EXTENSIONS, encode_image, read_image
-        from softpool_cli.pooling import DeviceUnavailableError, pooled_shape, resolve_device
+        from softpool_cli.pooling import pooled_shape, resolve_device
 
         check_job_paths(input_path, output_path, compare_path, extensions=IMAGE_EXTENSIONS, overwrite=overwrite)
-        try:
-            device = resolve_device(device)
-        except DeviceUnavailableError as error:
-            raise click.ClickException(str(error)) from None
+        device = resolve_device(device)
 
         image = read_image(input_path, max_pixels=max_pixels)
         height, width = image.pixels.shape[:2]

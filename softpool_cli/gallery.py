@@ -322,7 +322,7 @@ def _run(
     from softpool_cli.gallery_jobs import Job, JobSettings, Outcome
     from softpool_cli.markdown import GalleryEntry, GallerySettings, render_readme
     from softpool_cli.metrics import Scores
-    from softpool_cli.pooling import DeviceUnavailableError, resolve_device
+    from softpool_cli.pooling import resolve_device
 
     if out_dir.exists() and not out_dir.is_dir():
         raise SoftpoolError(f"{out_dir}: exists and is not a folder")
@@ -348,10 +348,7 @@ def _run(
         else:
             pending.append(index)
     if pending:  # PyTorch is imported only when there is work to do
-        try:
-            device = resolve_device(device)
-        except DeviceUnavailableError as error:
-            raise click.ClickException(str(error)) from None
+        device = resolve_device(device)
     settings = JobSettings(factor=factor, methods=methods, device=device)
     work = [
         Job(candidates[index].source, candidates[index].kind, out_dir / keys[index], out_dir, settings)  # type: ignore[arg-type]

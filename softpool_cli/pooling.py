@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from softpool_cli.errors import SoftpoolError
+
 if TYPE_CHECKING:
     import torch
 
@@ -40,8 +42,8 @@ GRAY_MEAN = sum(IMAGENET_MEAN) / 3
 GRAY_STD = sum(IMAGENET_STD) / 3
 
 
-class DeviceUnavailableError(RuntimeError):
-    """``--device cuda`` was asked for where PyTorch sees no CUDA GPU."""
+class DeviceUnavailableError(SoftpoolError):
+    """``--device cuda`` was asked for where PyTorch sees no CUDA GPU (a one-line CLI error)."""
 
 
 def resolve_device(device: str) -> str:

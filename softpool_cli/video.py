@@ -239,13 +239,10 @@ def video(
     with report_errors(debug):
         from softpool_cli.clips import OUTPUT_FORMATS
         from softpool_cli.files import check_job_paths
-        from softpool_cli.pooling import DeviceUnavailableError, resolve_device
+        from softpool_cli.pooling import resolve_device
 
         check_job_paths(input_path, output_path, compare_path, extensions=OUTPUT_FORMATS, overwrite=overwrite)
-        try:
-            device = resolve_device(device)
-        except DeviceUnavailableError as error:
-            raise click.ClickException(str(error)) from None
+        device = resolve_device(device)
         job = _Job(input_path, output_path, compare_path, window, method, beta, device)
         summary = job.run(overwrite=overwrite, quiet=quiet)
 
