@@ -79,6 +79,26 @@ if numba is not None:
             return low
         return y
 
+    @numba.njit(inline="always")
+    def _window_softpool(x, beta, plane, d0, d1, h0, h1, w0, w1):
+        """(maximum, weight sum, SoftPool) of the window x[plane, d0:d1, h0:h1, w0:w1]."""
+        top = x[plane, d0, h0, w0]
+        bottom = top
+        for d in range(d0, d1):
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    top = max(top, x[plane, d, h, w])
+                    bottom = min(bottom, x[plane, d, h, w])
+        total = beta - beta
+        weighted = beta - beta
+        for d in range(d0, d1):
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    weight = _exp(beta * (x[plane, d, h, w] - top))
+                    total += weight
+                    weighted += weight * x[plane, d, h, w]
+        return top, total, _within(weighted / total, bottom, top)
+
 
 @functools.lru_cache(maxsize=None)
 def whole_window_forward(kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> Callable:
@@ -194,22 +214,7 @@ def any_window_forward() -> Callable:
             h0, h1 = max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)
             for ow in range(width_out):
                 w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, width)
-                top = x[plane, d0, h0, w0]
-                bottom = top
-                for d in range(d0, d1):
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            top = max(top, x[plane, d, h, w])
-                            bottom = min(bottom, x[plane, d, h, w])
-                total = beta - beta
-                weighted = beta - beta
-                for d in range(d0, d1):
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            weight = _exp(beta * (x[plane, d, h, w] - top))
-                            total += weight
-                            weighted += weight * x[plane, d, h, w]
-                y[plane, od, oh, ow] = _within(weighted / total, bottom, top)
+                y[plane, od, oh, ow] = _window_softpool(x, beta, plane, d0, d1, h0, h1, w0, w1)[2]
 
     return forward_any_windows
 
@@ -230,24 +235,10 @@ def any_window_statistics() -> Callable:
             h0, h1 = max(oh * sh - ph, 0), min(oh * sh - ph + kh, height)
             for ow in range(width_out):
                 w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, width)
-                top = x[plane, d0, h0, w0]
-                bottom = top
-                for d in range(d0, d1):
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            top = max(top, x[plane, d, h, w])
-                            bottom = min(bottom, x[plane, d, h, w])
-                total = beta - beta
-                weighted = beta - beta
-                for d in range(d0, d1):
-                    for h in range(h0, h1):
-                        for w in range(w0, w1):
-                            weight = _exp(beta * (x[plane, d, h, w] - top))
-                            total += weight
-                            weighted += weight * x[plane, d, h, w]
+                top, total, pooled = _window_softpool(x, beta, plane, d0, d1, h0, h1, w0, w1)
                 statistics[0, plane, od, oh, ow] = top
                 statistics[1, plane, od, oh, ow] = total
-                statistics[2, plane, od, oh, ow] = _within(weighted / total, bottom, top)
+                statistics[2, plane, od, oh, ow] = pooled
 
     return window_statistics
 
