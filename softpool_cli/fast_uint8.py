@@ -58,6 +58,9 @@ _MAX_SEPARABLE_WIDTH = 8
 _SLICES_PER_THREAD = 4
 # Below this many output values a single thread is faster than starting more.
 _MIN_VALUES_PER_THREAD = 65536
+# Every fast-math flag but "arcp": with it the compiler may divide through an approximate
+# reciprocal, and a mean that is exactly n + 0.5 (average pooling) then rounds the wrong way.
+_FASTMATH = {"nnan", "ninf", "nsz", "contract", "afn", "reassoc"}
 
 
 def available() -> bool:
@@ -251,7 +254,7 @@ def _series_weight(s, squarings: int):  # pragma: no cover - compiled by Numba
 
 
 if numba is not None:
-    _series_weight = numba.njit(inline="always", fastmath=True)(_series_weight)
+    _series_weight = numba.njit(inline="always", fastmath=_FASTMATH)(_series_weight)
 
 
 @functools.lru_cache(maxsize=None)
@@ -267,7 +270,7 @@ def _small_window_kernel(
     kt, kh, kw = kernel
     st, sh, sw = stride
 
-    @numba.njit(nogil=True, fastmath=True, error_model="numpy", cache=True)
+    @numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
     def pool_small_windows(source, rates, rate_row, out, rows_out, columns_out, first_row, end_row):
         # `rates` is a tuple, not an array: the compiler then knows that writes to `out`
         # cannot change them. error_model="numpy" drops the division-by-zero check (the total
@@ -307,7 +310,7 @@ def _separable_kernel(
     kt, kh, kw = kernel
     st, sh, sw = stride
 
-    @numba.njit(nogil=True, fastmath=True, error_model="numpy", cache=True)
+    @numba.njit(nogil=True, fastmath=_FASTMATH, error_model="numpy", cache=True)
     def pool_separable(source, rates, rate_row, out, rows_out, columns_out, first_row, end_row):
         white = np.float32(255.0)
         values = (sw * (columns_out - 1) + kw) * channels

@@ -124,6 +124,20 @@ class TestMaxAndAverage:
         actual = pool_array(pixels, (2, 2), method="avg")
         assert np.abs(actual.astype(np.int64) - expected).max() <= 1
 
+    @pytest.mark.parametrize("shape", [(64, 96, 3), (4, 32, 48, 3)])  # an image; frames (2x2x2 windows)
+    def test_avg_of_8bit_pixels_is_the_exactly_rounded_mean(self, shape):
+        # A quarter of 2x2 means (an eighth of 2x2x2 ones) end in .5: they round to even, like
+        # np.rint, with no slack. An engine that divides through an approximate reciprocal
+        # (fast-math) rounds some of them the other way.
+        pixels = random_pixels(shape, seed=8)
+        kernel = (2,) * (len(shape) - 1)
+        blocks = pixels.astype(np.float64)
+        for axis in range(len(kernel)):
+            blocks = (blocks.take(range(0, blocks.shape[axis], 2), axis) + blocks.take(range(1, blocks.shape[axis], 2), axis))
+        expected = np.rint(blocks / 2 ** len(kernel)).astype(np.uint8)
+        assert np.array_equal(pool_array(pixels, kernel, method="avg"), expected)
+        assert np.array_equal(pool_array(pixels, kernel, method="soft", beta=0.0), expected)
+
     @pytest.mark.parametrize("method", ["soft", "max", "avg"])
     def test_alpha_is_averaged_for_every_method(self, method):
         pixels = random_pixels((6, 8, 4), seed=7)
