@@ -30,7 +30,7 @@ from torch import nn
 from softpool import AdaptiveSoftPool2d, SoftPool2d, soft_pool2d
 from softpool._arguments import pool_geometry
 from softpool._ops import soft_pool_op
-from softpool._torch_path import soft_pool_torch
+from softpool.torch_path.unfold import soft_pool_torch
 
 
 class BasicBlock(nn.Module):

@@ -95,7 +95,7 @@ def bench_float(repeats: int) -> None:
     import torch.nn.functional as F
 
     from softpool._arguments import pool_geometry
-    from softpool._cpu_kernels import soft_pool_cpu, soft_pool_cpu_forward
+    from softpool.cpu.engine import soft_pool_cpu, soft_pool_cpu_forward
 
     torch.manual_seed(0)
     x = torch.randn(1, 3, 2160, 3840)
@@ -140,7 +140,7 @@ start = time.perf_counter()
 import numpy, torch
 from softpool_cli.fast_uint8 import soft_pool_uint8
 from softpool._arguments import pool_geometry
-from softpool._cpu_kernels import soft_pool_cpu
+from softpool.cpu.engine import soft_pool_cpu
 imported = time.perf_counter()
 soft_pool_uint8(numpy.zeros((64, 64, 3), numpy.uint8), (2, 2), std=(0.229, 0.224, 0.225))
 media = time.perf_counter()

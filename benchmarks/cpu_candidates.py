@@ -17,7 +17,7 @@ uint8 in and out; every candidate is checked against a float64 computation first
   compiler vectorises.
 
 Library float path, 1 x 3 x 2160 x 3840 float32, kernel 2: the PyTorch path, optionally
-``torch.compile`` of it, and the Numba kernels of `softpool._cpu_kernels`.
+``torch.compile`` of it, and the Numba kernels of `softpool.cpu.engine`.
 """
 
 from __future__ import annotations
@@ -150,8 +150,8 @@ def float_candidates(repeats: int, compile_torch: bool) -> None:
     import torch.nn.functional as F
 
     from softpool._arguments import pool_geometry
-    from softpool._cpu_kernels import soft_pool_cpu_forward
-    from softpool._torch_path import soft_pool_torch
+    from softpool.cpu.engine import soft_pool_cpu_forward
+    from softpool.torch_path.unfold import soft_pool_torch
 
     x = torch.randn(1, 3, 2160, 3840)
     geometry = pool_geometry((2160, 3840), 2, None, 0, False)

@@ -1,59 +1,32 @@
-"""Argument checking shared by every SoftPool entry point.
+"""Argument checking shared by every SoftPool entry point: all the checks live here.
 
-The public functions validate once, here, and hand a `PoolGeometry` to whichever
-implementation runs. Messages name the argument, what was expected and what came.
+The public functions and Modules validate once, here, and hand a `PoolGeometry` (or adaptive
+output sizes) and a checked beta to `softpool._routing`. Messages name the argument, what was
+expected and what came.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
 
 import torch
+
+from ._geometry import PoolGeometry, is_int, pooled_length
 
 FLOATING_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 BACKENDS = ("auto", "triton", "torch")
 
 
-@dataclass(frozen=True)
-class PoolGeometry:
-    """The windows of one pooling call, per spatial dimension (rank 1, 2 or 3)."""
-
-    kernel_size: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    input_size: tuple[int, ...]
-    output_size: tuple[int, ...]
-
-    @property
-    def rank(self) -> int:
-        return len(self.kernel_size)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def as_tuple(value: object, rank: int, name: str) -> tuple[int, ...]:
     """Expand an int, or check a tuple/list of ints, to a tuple of length ``rank``."""
-    if _is_int(value):
+    if is_int(value):
         return (int(value),) * rank
-    if isinstance(value, (tuple, list)) and all(_is_int(v) for v in value):
+    if isinstance(value, (tuple, list)) and all(is_int(v) for v in value):
         if len(value) != rank:
             raise ValueError(f"{name} must be an int or a tuple of {rank} ints, got {tuple(value)!r}")
         return tuple(int(v) for v in value)
     raise TypeError(f"{name} must be an int or a tuple of {rank} ints, got {value!r}")
-
-
-def pooled_length(length: int, kernel: int, stride: int, padding: int, ceil_mode: bool) -> int:
-    """Output length of ``max_pool`` along one dimension: same formula, same ceil_mode rule."""
-    span = length + 2 * padding - kernel
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    # With ceil_mode a last window may not start in the right padding (PyTorch's rule).
-    if ceil_mode and (out - 1) * stride >= length + padding:
-        out -= 1
-    return out
 
 
 def check_beta(beta: object) -> float:
@@ -117,3 +90,47 @@ def pool_geometry(
             f"stride={strides}, padding={pads}: the input is too small"
         )
     return PoolGeometry(kernel, strides, pads, tuple(spatial_size), output)
+
+
+def check_output_size(output_size: object, input_size: tuple[int, ...]) -> tuple[int, ...]:
+    """An int or a tuple of ints or None (None keeps that input size), as adaptive pooling takes."""
+    rank = len(input_size)
+    if is_int(output_size):
+        output_size = (int(output_size),) * rank
+    if not isinstance(output_size, (tuple, list)) or not all(v is None or is_int(v) for v in output_size):
+        raise TypeError(f"output_size must be an int or a tuple of {rank} ints or None, got {output_size!r}")
+    if len(output_size) != rank:
+        raise ValueError(f"output_size must be an int or a tuple of {rank} ints or None, got {tuple(output_size)!r}")
+    sizes = tuple(n if o is None else int(o) for o, n in zip(output_size, input_size))
+    if any(o < 1 for o in sizes):
+        raise ValueError(f"output_size must be positive, got {sizes}")
+    return sizes
+
+
+def check_tensor_beta(beta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Check a tensor ``beta``: one value or one per channel, floating point, on ``x``'s device.
+
+    Its values are not checked (that would cost a device sync and a graph break under
+    `torch.compile`): they must be finite and >= 0, as the Modules' softplus keeps them.
+    """
+    channels = x.shape[1]
+    if not beta.is_floating_point():
+        raise TypeError(f"beta must be a float or a floating-point tensor, got a tensor of {beta.dtype}")
+    if beta.dim() > 1 or beta.numel() not in (1, channels):
+        raise ValueError(
+            f"a tensor beta must hold one value or one per channel ({channels}), got shape {tuple(beta.shape)}"
+        )
+    if beta.dim() > 0 and beta.device != x.device:
+        raise ValueError(f"beta must be on the input's device {x.device}, got {beta.device}")
+    return beta
+
+
+def checked_beta(beta: object, x: torch.Tensor, module_beta: bool = False) -> float | torch.Tensor:
+    """``beta`` checked: a float (finite, >= 0) or a tensor (see `check_tensor_beta`).
+
+    A Module's float beta was checked when it was set: it is not checked again, because
+    `torch.compile(dynamic=True)` traces it as a symbolic float whose value is unknown here.
+    """
+    if isinstance(beta, torch.Tensor):
+        return check_tensor_beta(beta, x)
+    return beta if module_beta else check_beta(beta)

@@ -2,7 +2,7 @@
 
 `torch.compile(fullgraph=True)` cannot trace into a Triton launch or a native CPU engine; a
 custom op with a fake (shape-only) implementation and a registered backward lets it keep the
-whole model in one graph and call SoftPool at run time. Both ops end in `softpool._dispatch`,
+whole model in one graph and call SoftPool at run time. Both ops end in `softpool._routing`,
 the same engines as eager calls:
 
 - ``softpool::soft_pool(x, kernel_size, stride, padding, output_size, beta, backend) -> y``
@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _dispatch
-from ._arguments import PoolGeometry
+from . import _routing
+from ._geometry import PoolGeometry
+from ._layout import like_layout
 
 
 def geometry_of(
@@ -32,14 +33,6 @@ def geometry_of(
     return PoolGeometry(
         tuple(kernel_size), tuple(stride), tuple(padding), tuple(x.shape[2:]), tuple(output_size)
     )
-
-
-def _layout_like(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``y`` dense, channels_last(_3d) when ``x`` is: the fake and the real implementations agree."""
-    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
-    if layout is not None and not x.is_contiguous() and x.is_contiguous(memory_format=layout):
-        return y.contiguous(memory_format=layout)
-    return y.contiguous()
 
 
 # flexible_layout: every engine takes any strides, so inductor need not copy the input to eager's.
@@ -54,13 +47,13 @@ def soft_pool_op(
     backend: str,
 ) -> torch.Tensor:
     geometry = geometry_of(x, kernel_size, stride, padding, output_size)
-    engine = _dispatch.resolve_backend(x, backend)
-    return _layout_like(_dispatch.forward(x, geometry, beta, engine), x)
+    # Resolved again at run time: the compiled graph may run on other devices than it was traced for.
+    return like_layout(_routing.forward(x, geometry, beta, _routing.resolve(x, backend)), x)
 
 
 @soft_pool_op.register_fake
 def _soft_pool_fake(x, kernel_size, stride, padding, output_size, beta, backend):
-    return _layout_like(x.new_empty((*x.shape[:2], *output_size)), x)
+    return like_layout(x.new_empty((*x.shape[:2], *output_size)), x)
 
 
 @torch.library.custom_op("softpool::soft_pool_backward", mutates_args=(), tags=(torch.Tag.flexible_layout,))
@@ -75,8 +68,7 @@ def soft_pool_backward_op(
     backend: str,
 ) -> torch.Tensor:
     geometry = geometry_of(x, kernel_size, stride, padding, output_size)
-    engine = _dispatch.resolve_backend(x, backend)
-    return _dispatch.backward(grad_output, x, geometry, beta, engine).contiguous()
+    return _routing.backward(grad_output, x, geometry, beta, _routing.resolve(x, backend)).contiguous()
 
 
 @soft_pool_backward_op.register_fake

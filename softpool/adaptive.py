@@ -5,63 +5,32 @@ Along a dimension of length L pooled to O outputs, window i covers
 (kernel = stride = L / O), so the call goes through the regular SoftPool route (Triton kernels
 for CUDA tensors, the custom op under `torch.compile`); this covers global pooling
 (``output_size=1``). Otherwise windows differ in size and start; they are gathered into a
-padded block with a validity mask (`softpool._gather_path`), in plain PyTorch ops that
+padded block with a validity mask (`softpool.torch_path.gather`), in plain PyTorch ops that
 autograd, `torch.compile` and the ONNX exporters all go through.
 """
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
-from ._arguments import PoolGeometry, check_backend, check_input
-from ._gather_path import adaptive_windows, soft_pool_gathered
-from .functional import checked_beta, run_soft_pool, same_layout
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def check_output_size(output_size: object, input_size: tuple[int, ...]) -> tuple[int, ...]:
-    """An int or a tuple of ints or None (None keeps that input size), as adaptive pooling takes."""
-    rank = len(input_size)
-    if _is_int(output_size):
-        output_size = (int(output_size),) * rank
-    if not isinstance(output_size, (tuple, list)) or not all(v is None or _is_int(v) for v in output_size):
-        raise TypeError(f"output_size must be an int or a tuple of {rank} ints or None, got {output_size!r}")
-    if len(output_size) != rank:
-        raise ValueError(f"output_size must be an int or a tuple of {rank} ints or None, got {tuple(output_size)!r}")
-    sizes = tuple(n if o is None else int(o) for o, n in zip(output_size, input_size))
-    if any(o < 1 for o in sizes):
-        raise ValueError(f"output_size must be positive, got {sizes}")
-    return sizes
+from . import _routing
+from ._arguments import check_backend, check_input, check_output_size, checked_beta
+from ._layout import like_layout
 
 
 def _adaptive_soft_pool(
     x: torch.Tensor, rank: int, output_size, beta, backend: str, module_beta: bool = False
 ) -> torch.Tensor:
+    """The body of `adaptive_soft_pool1d`/`2d`/`3d` and of the adaptive Modules."""
     check_input(x, rank, f"adaptive_soft_pool{rank}d")
     backend = check_backend(backend)
     unbatched = x.dim() == rank + 1
     if unbatched:
         x = x.unsqueeze(0)
-    beta = checked_beta(beta, x, backend, module_beta)
-    input_size = tuple(x.shape[2:])
-    sizes = check_output_size(output_size, input_size)
-    if all(n % o == 0 for n, o in zip(input_size, sizes)):
-        kernel = tuple(n // o for n, o in zip(input_size, sizes))
-        geometry = PoolGeometry(kernel, kernel, (0,) * rank, input_size, sizes)
-        y = run_soft_pool(x, geometry, beta, backend)
-    else:
-        if backend == "triton":
-            raise ValueError(
-                f"backend='triton' runs adaptive sizes that divide the input size only, got output_size={sizes} "
-                f"for input size {input_size}"
-            )
-        y = soft_pool_gathered(x, adaptive_windows(input_size, sizes, x.device), beta)
-    return y.squeeze(0) if unbatched else same_layout(y, like=x)
+    beta = checked_beta(beta, x, module_beta)
+    sizes = check_output_size(output_size, tuple(x.shape[2:]))
+    y = _routing.adaptive_soft_pool(x, sizes, beta, backend)
+    return y.squeeze(0) if unbatched else like_layout(y, x)
 
 
 def adaptive_soft_pool1d(

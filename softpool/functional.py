@@ -2,7 +2,7 @@
 
 `backend="auto"` sends CUDA tensors to the Triton kernels (when Triton is importable), CPU
 tensors to the compiled CPU kernels (when Numba is installed) and everything else to the
-PyTorch path; "triton" and "torch" force one (`softpool._dispatch`).
+PyTorch path; "triton" and "torch" force one (`softpool._routing` decides).
 ``beta`` is a float, or a tensor (one value or one per channel) whose gradient is computed.
 """
 
@@ -10,72 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from . import _dispatch
-from ._arguments import PoolGeometry, check_backend, check_beta, check_input, pool_geometry
-from ._gather_path import regular_windows, soft_pool_gathered
-from ._ops import soft_pool_via_op
-from ._torch_path import soft_pool_torch
-
-
-def same_layout(y: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Keep channels_last / channels_last_3d inputs in that layout, as max pooling does."""
-    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(like.dim())
-    if layout is not None and not like.is_contiguous() and like.is_contiguous(memory_format=layout):
-        return y.contiguous(memory_format=layout)
-    return y
-
-
-def check_tensor_beta(beta: torch.Tensor, x: torch.Tensor, backend: str) -> torch.Tensor:
-    """Check a tensor ``beta``: one value or one per channel, floating point, on ``x``'s device.
-
-    Its values are not checked (that would cost a device sync and a graph break under
-    `torch.compile`): they must be finite and >= 0, as the Modules' softplus keeps them.
-    """
-    channels = x.shape[1]
-    if not beta.is_floating_point():
-        raise TypeError(f"beta must be a float or a floating-point tensor, got a tensor of {beta.dtype}")
-    if beta.dim() > 1 or beta.numel() not in (1, channels):
-        raise ValueError(
-            f"a tensor beta must hold one value or one per channel ({channels}), got shape {tuple(beta.shape)}"
-        )
-    if beta.dim() > 0 and beta.device != x.device:
-        raise ValueError(f"beta must be on the input's device {x.device}, got {beta.device}")
-    if backend == "triton":
-        raise ValueError(
-            "backend='triton' takes a float beta; a tensor beta runs on the PyTorch path (backend='torch')"
-        )
-    return beta
-
-
-def checked_beta(beta: object, x: torch.Tensor, backend: str, module_beta: bool = False) -> float | torch.Tensor:
-    """``beta`` checked: a float (finite, >= 0) or a tensor (see `check_tensor_beta`).
-
-    A Module's float beta was checked when it was set: it is not checked again, because
-    `torch.compile(dynamic=True)` traces it as a symbolic float whose value is unknown here.
-    """
-    if isinstance(beta, torch.Tensor):
-        return check_tensor_beta(beta, x, backend)
-    return beta if module_beta else check_beta(beta)
-
-
-def run_soft_pool(
-    x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor, backend: str
-) -> torch.Tensor:
-    """Route one validated call on a batched ``x`` (N, C, *spatial).
-
-    - `torch.onnx.export` (either exporter): the gathered-windows decomposition, standard ONNX ops;
-    - a tensor ``beta`` (learnable): the PyTorch path, whose autograd gives the gradient for beta;
-    - `torch.compile` / `torch.export`: the ``softpool::soft_pool`` custom op;
-    - eager calls: the engine straight away, skipping the custom op's dispatcher round trip.
-    """
-    tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()  # both exporters trace
-    if tracing and torch.onnx.is_in_onnx_export():
-        return soft_pool_gathered(x, regular_windows(geometry, x.device), beta)
-    if isinstance(beta, torch.Tensor):
-        return soft_pool_torch(x, geometry, beta)
-    if torch.compiler.is_compiling():
-        return soft_pool_via_op(x, geometry, beta, backend)
-    return _dispatch.forward(x, geometry, beta, _dispatch.resolve_backend(x, backend))
+from . import _routing
+from ._arguments import check_backend, check_input, checked_beta, pool_geometry
+from ._layout import like_layout
 
 
 def _soft_pool(
@@ -89,16 +26,17 @@ def _soft_pool(
     backend: str,
     module_beta: bool = False,
 ) -> torch.Tensor:
+    """The body of `soft_pool1d`/`2d`/`3d` and of the Modules: validate, route, restore the layout."""
     name = f"soft_pool{rank}d"
     check_input(x, rank, name)
     backend = check_backend(backend)
     unbatched = x.dim() == rank + 1
     if unbatched:
         x = x.unsqueeze(0)
-    beta = checked_beta(beta, x, backend, module_beta)
+    beta = checked_beta(beta, x, module_beta)
     geometry = pool_geometry(tuple(x.shape[2:]), kernel_size, stride, padding, ceil_mode)
-    y = run_soft_pool(x, geometry, beta, backend)
-    return y.squeeze(0) if unbatched else same_layout(y, like=x)
+    y = _routing.soft_pool(x, geometry, beta, backend)
+    return y.squeeze(0) if unbatched else like_layout(y, x)
 
 
 def soft_pool1d(

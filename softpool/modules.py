@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._arguments import check_backend, check_beta
+from . import _routing
+from ._arguments import check_backend, check_beta, check_output_size
 # The Modules call the functions' common body with their already-checked beta.
-from .adaptive import _adaptive_soft_pool, check_output_size
+from .adaptive import _adaptive_soft_pool
 from .functional import _soft_pool
 
 
@@ -40,8 +41,7 @@ class _Sharpness(nn.Module):
             self._fixed_beta = beta
             self.register_parameter("raw_beta", None)
             return
-        if backend == "triton":
-            raise ValueError("learn_beta=True runs on the PyTorch path: it cannot take backend='triton'")
+        _routing.check_request(backend, learned_beta=True)
         if beta == 0:
             raise ValueError("a learned beta starts from beta > 0 (softplus never reaches 0), got 0.0")
         if num_channels is None:

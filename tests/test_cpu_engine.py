@@ -4,7 +4,7 @@
   float64 from the definition (normalise with the ImageNet statistics, softmax-weighted mean,
   map back), and the engine must round them correctly up to float32 error: |got - exact| <= 0.5
   plus a hair, so at most one level from the float64 result rounded, ties either way.
-- `softpool._cpu_kernels`: float tensors, forward and backward, against tests/reference.py.
+- `softpool.cpu.engine`: float tensors, forward and backward, against tests/reference.py.
 
 Numba compiles each new window once and caches it on disk, so the cases below reuse a few
 windows on purpose.
@@ -20,13 +20,14 @@ import numpy as np
 import pytest
 import torch
 
+import softpool
 from softpool._arguments import pool_geometry
 
 from reference import TOLERANCES, assert_close, soft_pool_reference, soft_pool_reference_grad
 
 pytest.importorskip("numba")
 
-from softpool import _cpu_kernels  # noqa: E402
+from softpool.cpu import engine as _cpu_kernels  # noqa: E402
 from softpool_cli import fast_uint8  # noqa: E402
 from softpool_cli.pooling import _pool_with_torch  # noqa: E402
 
@@ -208,7 +209,7 @@ class TestFloatKernels:
         torch.manual_seed(0)
         x = (torch.randn(shape, dtype=dtype) * 3).requires_grad_()
         geometry = float_geometry(x, kernel, stride, padding, ceil_mode)
-        assert _cpu_kernels.supports(x, beta)
+        assert _cpu_kernels.supports(x)
         y = _cpu_kernels.soft_pool_cpu(x, geometry, beta)
         grad_y = torch.randn_like(y)
         y.backward(grad_y)
@@ -282,9 +283,19 @@ class TestFloatKernels:
 
     def test_supports(self):
         x = torch.randn(1, 1, 4, 4)
-        assert _cpu_kernels.supports(x, 1.0)
-        assert not _cpu_kernels.supports(x, torch.tensor(1.0))  # a tensor beta needs its own gradient
-        assert not _cpu_kernels.supports(x[:0], 1.0)
+        assert _cpu_kernels.supports(x)
+        assert not _cpu_kernels.supports(x[:0])
+
+    def test_tensor_beta_is_routed_to_pytorch_ops(self, monkeypatch):
+        # These kernels compute no gradient for beta: a tensor beta must never reach them.
+        def refuse(*arguments):
+            raise AssertionError("the CPU kernels were called with a tensor beta")
+
+        monkeypatch.setattr(_cpu_kernels, "soft_pool_cpu", refuse)
+        beta = torch.tensor(1.5, requires_grad=True)
+        y = softpool.soft_pool2d(torch.randn(1, 2, 4, 4), 2, beta=beta)
+        y.sum().backward()
+        assert beta.grad is not None and torch.isfinite(beta.grad)
 
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
     def test_forked_child_can_pool(self):
@@ -308,10 +319,10 @@ def test_modules_import_and_decline_without_numba():
     script = (
         "import sys; sys.modules['numba'] = None\n"
         "import numpy, torch\n"
-        "from softpool import _cpu_kernels\n"
+        "from softpool.cpu import engine\n"
         "from softpool_cli import fast_uint8\n"
         "x = torch.randn(1, 1, 4, 4)\n"
-        "assert not _cpu_kernels.supports(x, 1.0)\n"
+        "assert not engine.supports(x)\n"
         "pixels = numpy.zeros((4, 4, 3), numpy.uint8)\n"
         "assert not fast_uint8.supports(pixels)\n"
         "assert fast_uint8.pool_uint8_or_none(pixels, (2, 2), None, 'soft', 1.0, False) is None\n"

@@ -17,7 +17,7 @@ from torch import nn
 from reference import TOLERANCES, assert_close, soft_pool_reference
 from softpool import AdaptiveSoftPool1d, AdaptiveSoftPool2d, SoftPool1d, SoftPool2d, SoftPool3d
 from softpool._arguments import pool_geometry
-from softpool._gather_path import regular_windows, soft_pool_gathered
+from softpool.torch_path.gather import regular_windows, soft_pool_gathered
 
 
 @pytest.fixture

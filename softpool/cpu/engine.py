@@ -1,7 +1,7 @@
 """SoftPool for CPU tensors compiled with Numba: forward and exact backward, any geometry.
 
 Every rank is lifted to three spatial dimensions and the (N, C) planes are flattened, so the
-kernels (`softpool._cpu_compiled`) see a (P, D, H, W) array. Two kinds of kernel:
+kernels (`softpool.cpu.numba_kernels`) see a (P, D, H, W) array. Two kinds of kernel:
 
 - Whole, non-overlapping windows without padding (stride >= kernel, at most
   `_MAX_UNROLLED_WINDOW` samples, every window inside the input): compiled for the window and
@@ -15,10 +15,9 @@ subtracted first. Backward: dy/dx_i = w_i * (1 + beta * (x_i - y)), summed over 
 that hold x_i; the general backward gathers those windows per input element, so it is
 deterministic without atomics, and the whole-window one writes each input once.
 
-Work is split over output rows between plain threads started per call (the kernels release
-the GIL), as many as ``torch.get_num_threads()``. Numba's ``parallel=True`` is avoided on
-purpose: its default OpenMP layer kills a forked child (a DataLoader worker) that pools again.
-Compiled code is cached on disk; the first call with a new window compiles it once.
+Work is split over output rows between plain threads started per call (`softpool.cpu.threads`),
+as many as ``torch.get_num_threads()``: the library follows PyTorch's thread setting. Compiled
+code is cached on disk; the first call with a new window compiles it once.
 
 Without Numba this module still imports and `supports` says False: the library's only hard
 dependencies are torch and numpy.
@@ -26,16 +25,14 @@ dependencies are torch and numpy.
 
 from __future__ import annotations
 
-import itertools
 import math
-import threading
-from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from ._arguments import PoolGeometry
-from ._cpu_compiled import (
+from .._geometry import PoolGeometry
+from .._layout import compute_dtype
+from .numba_kernels import (
     NUMBA_AVAILABLE,
     any_window_backward,
     any_window_forward,
@@ -43,25 +40,23 @@ from ._cpu_compiled import (
     whole_window_backward,
     whole_window_forward,
 )
+from .threads import run_rows
 
 # Windows up to this many samples get the unrolled, vectorised kernels.
 _MAX_UNROLLED_WINDOW = 16
-# Work slices per thread (see `_run_rows`).
-_SLICES_PER_THREAD = 4
 # Below this many output values a single thread is faster than starting more.
 _MIN_VALUES_PER_THREAD = 32768
 _SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def supports(x: torch.Tensor, beta: object = 1.0) -> bool:
-    """Whether `soft_pool_cpu` runs on ``x``: a non-empty floating CPU tensor, a float beta, Numba.
+def supports(x: torch.Tensor) -> bool:
+    """Whether `soft_pool_cpu` runs on ``x``: a non-empty floating CPU tensor, with Numba installed.
 
-    Every window geometry is supported. A tensor beta (learned, or one per channel) needs its
-    gradient, which these kernels do not compute: the PyTorch path serves it.
+    Every window geometry is supported, with a float beta. (A tensor beta needs its own
+    gradient, which these kernels do not compute: `softpool._routing` sends it to PyTorch ops.)
     """
     return (
         NUMBA_AVAILABLE
-        and isinstance(beta, float)
         and x.device.type == "cpu"
         and x.dtype in _SUPPORTED_DTYPES
         and x.numel() > 0
@@ -79,11 +74,11 @@ def soft_pool_cpu(x: torch.Tensor, geometry: PoolGeometry, beta: float) -> torch
 
 def soft_pool_cpu_forward(x: torch.Tensor, geometry: PoolGeometry, beta: float) -> torch.Tensor:
     """The forward pass without autograd: contiguous (N, C, *output_size) in ``x``'s dtype."""
-    volume, compute_dtype = _as_volume(x, geometry)  # (P, D, H, W)
+    volume = _as_volume(x, geometry)  # (P, D, H, W)
     kernel, stride, padding, out_size = _lifted(geometry)
-    y = torch.empty((volume.shape[0], *out_size), dtype=compute_dtype)  # (P, D', H', W')
+    y = torch.empty((volume.shape[0], *out_size), dtype=volume.dtype)  # (P, D', H', W')
     rows = y.shape[0] * out_size[0] * out_size[1]
-    beta_value = _scalar(beta, compute_dtype)
+    beta_value = _scalar(beta, volume.dtype)
     if _whole_windows(geometry):
         pool = whole_window_forward(kernel, stride)
         _run_rows(pool, rows, out_size[2], (volume.numpy(), beta_value, y.numpy()))
@@ -100,10 +95,10 @@ def soft_pool_cpu_backward(
 
     Returns a contiguous tensor of ``x``'s shape and dtype.
     """
-    volume, compute_dtype = _as_volume(x, geometry)  # (P, D, H, W)
+    volume = _as_volume(x, geometry)  # (P, D, H, W)
     kernel, stride, padding, out_size = _lifted(geometry)
-    grad_y = grad_output.to(compute_dtype).contiguous().reshape(volume.shape[0], *out_size)  # (P, D', H', W')
-    beta_value = _scalar(beta, compute_dtype)
+    grad_y = grad_output.to(volume.dtype).contiguous().reshape(volume.shape[0], *out_size)  # (P, D', H', W')
+    beta_value = _scalar(beta, volume.dtype)
     if _whole_windows(geometry):
         covered = all(o * s == n for o, s, n in zip(out_size, stride, volume.shape[1:]))
         covered = covered and kernel == stride
@@ -114,7 +109,7 @@ def soft_pool_cpu_backward(
         _run_rows(pool, rows, out_size[2], (volume.numpy(), beta_value, grad_y.numpy(), grad_x.numpy()))
     else:
         # Pass 1: each window's maximum, weight sum and output; pass 2: gather per input sample.
-        statistics = torch.empty((3, *grad_y.shape), dtype=compute_dtype)  # (3, P, D', H', W')
+        statistics = torch.empty((3, *grad_y.shape), dtype=volume.dtype)  # (3, P, D', H', W')
         rows = grad_y.shape[0] * out_size[0] * out_size[1]
         arguments = (volume.numpy(), beta_value, *kernel, *stride, *padding, statistics.numpy())
         _run_rows(any_window_statistics(), rows, out_size[2], arguments)
@@ -141,22 +136,15 @@ class _SoftPoolCpu(torch.autograd.Function):
 
 
 def _lifted(geometry: PoolGeometry) -> tuple[tuple[int, int, int], ...]:
-    """Kernel, stride, padding and output size with leading 1s (0s) up to three dimensions."""
-    missing = 3 - geometry.rank
-    return (
-        (1,) * missing + geometry.kernel_size,
-        (1,) * missing + geometry.stride,
-        (0,) * missing + geometry.padding,
-        (1,) * missing + geometry.output_size,
-    )
+    """Kernel, stride, padding and output size over three spatial dimensions."""
+    lifted = geometry.lifted()
+    return lifted.kernel_size, lifted.stride, lifted.padding, lifted.output_size
 
 
-def _as_volume(x: torch.Tensor, geometry: PoolGeometry) -> tuple[torch.Tensor, torch.dtype]:
-    """``x`` as a contiguous (P, D, H, W) tensor in the compute dtype, and that dtype."""
-    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    size = (1,) * (3 - geometry.rank) + geometry.input_size
-    volume = x.detach().to(compute_dtype).contiguous()
-    return volume.reshape(-1, *size), compute_dtype
+def _as_volume(x: torch.Tensor, geometry: PoolGeometry) -> torch.Tensor:
+    """``x`` as a contiguous (P, D, H, W) tensor in the compute dtype."""
+    volume = x.detach().to(compute_dtype(x.dtype)).contiguous()
+    return volume.reshape(-1, *geometry.lifted().input_size)
 
 
 def _scalar(beta: float, dtype: torch.dtype) -> np.floating:
@@ -173,30 +161,8 @@ def _whole_windows(geometry: PoolGeometry) -> bool:
     )
 
 
-def _run_rows(kernel: Callable, rows: int, row_values: int, arguments: tuple) -> None:
-    """Call ``kernel(*arguments, first_row, end_row)`` on contiguous slices of ``rows`` in parallel."""
-    threads = max(1, min(torch.get_num_threads(), rows, rows * row_values // _MIN_VALUES_PER_THREAD))
-    # A few slices per thread, taken in turn: a thread that the OS runs less (other processes)
-    # takes fewer slices instead of holding up the call.
-    slices = 1 if threads == 1 else threads * _SLICES_PER_THREAD
-    bounds = [rows * i // slices for i in range(slices + 1)]
-    next_slice = itertools.count()  # next() on it is atomic under the GIL
-    failures: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            index = next(next_slice)
-            while index < slices:
-                kernel(*arguments, bounds[index], bounds[index + 1])
-                index = next(next_slice)
-        except BaseException as error:  # re-raised in the calling thread below
-            failures.append(error)
-
-    workers = [threading.Thread(target=work) for _ in range(threads - 1)]
-    for worker in workers:
-        worker.start()
-    work()
-    for worker in workers:
-        worker.join()
-    if failures:
-        raise failures[0]
+def _run_rows(kernel, rows: int, row_values: int, arguments: tuple) -> None:
+    """`softpool.cpu.threads.run_rows` with PyTorch's thread count as the budget."""
+    run_rows(
+        kernel, rows, row_values, arguments, threads=torch.get_num_threads(), min_values_per_thread=_MIN_VALUES_PER_THREAD
+    )

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._arguments import PoolGeometry
+from .._geometry import PoolGeometry, adaptive_bounds
+from .._layout import compute_dtype
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,7 @@ def adaptive_windows(input_size: tuple[int, ...], output_size: tuple[int, ...], 
         if length % out == 0:
             result.append(Windows(tile=length // out))
             continue
-        starts = [i * length // out for i in range(out)]
-        ends = [-(-(i + 1) * length // out) for i in range(out)]
+        starts, ends = zip(*adaptive_bounds(length, out))
         widest = max(e - s for s, e in zip(starts, ends))
         index = torch.tensor(starts, device=device)[:, None] + torch.arange(widest, device=device)  # (O, K)
         inside = index < torch.tensor(ends, device=device)[:, None]
@@ -73,8 +73,8 @@ def soft_pool_gathered(x: torch.Tensor, windows: list[Windows], beta: float | to
     computed in float32. Autograd through it is the exact gradient.
     """
     rank = len(windows)
-    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    block = x.to(compute_dtype)
+    dtype = compute_dtype(x.dtype)
+    block = x.to(dtype)
     inside = None  # (O1, K1, ..., Od, Kd) once a dimension has a mask
     for d, along in enumerate(windows):
         dim = 2 + 2 * d  # earlier dimensions are already split into (O, K) pairs
@@ -99,7 +99,7 @@ def soft_pool_gathered(x: torch.Tensor, windows: list[Windows], beta: float | to
     else:
         window_max = block.amax(dim=window_dims, keepdim=True)
     if isinstance(beta, torch.Tensor):
-        beta = beta.to(compute_dtype).reshape(1, -1, *([1] * (2 * rank)))  # one value, or (1, C, 1, ...)
+        beta = beta.to(dtype).reshape(1, -1, *([1] * (2 * rank)))  # one value, or (1, C, 1, ...)
     # The detached maximum changes nothing mathematically: SoftPool ignores a per-window shift.
     exponent = beta * (block - window_max.detach())
     if inside is not None:

@@ -1,4 +1,4 @@
-"""SoftPool in plain PyTorch ops: the path for CPU tensors and wherever Triton cannot run.
+"""SoftPool in plain PyTorch ops over strided window views: forward, and the exact backward.
 
 Every rank is lifted to three spatial dimensions, the windows are taken as strided views
 (``Tensor.unfold``), and each window's softmax subtracts the window maximum before ``exp``.
@@ -6,6 +6,12 @@ Padded positions are masked out of the window rather than filled with zeros, so 
 take part in the weighted mean, exactly as in max pooling. Autograd through these ops is the
 exact gradient: the subtracted maximum is detached, which changes nothing mathematically
 because SoftPool is invariant to a per-window shift of the exponent.
+
+The backward in closed form, for callers below the autograd layer (the custom op's backward):
+for y = sum_i w_i x_i with w = softmax(beta * x_w), dy/dx_i = w_i * (1 + beta * (x_i - y)).
+Each window's contributions are computed on the same window views, then summed back onto the
+input with ``aten.unfold_backward``, the adjoint of ``Tensor.unfold``, which gathers rather
+than scatters and so stays deterministic.
 """
 
 from __future__ import annotations
@@ -15,21 +21,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ._arguments import PoolGeometry
-
-
-def _lift_to_3d(geometry: PoolGeometry) -> tuple[tuple[int, ...], ...]:
-    """Kernel, stride, padding, input and output sizes with leading 1s up to three dimensions."""
-    missing = 3 - geometry.rank
-    ones = (1,) * missing
-    zeros = (0,) * missing
-    return (
-        ones + geometry.kernel_size,
-        ones + geometry.stride,
-        zeros + geometry.padding,
-        ones + geometry.input_size,
-        ones + geometry.output_size,
-    )
+from .._geometry import PoolGeometry
+from .._layout import compute_dtype
 
 
 WINDOW_DIMS = (-3, -2, -1)
@@ -45,12 +38,15 @@ class WindowSoftmax:
 
 
 def window_softmax(
-    x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor, compute_dtype: torch.dtype
+    x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor, dtype: torch.dtype
 ) -> WindowSoftmax:
-    """The windows of a batched ``x`` (N, C, *spatial) and their softmax weights, in ``compute_dtype``."""
-    kernel, stride, padding, size, out_size = _lift_to_3d(geometry)
+    """The windows of a batched ``x`` (N, C, *spatial) and their softmax weights, in ``dtype``."""
+    lifted = geometry.lifted()
+    kernel, stride, padding, size, out_size = (
+        lifted.kernel_size, lifted.stride, lifted.padding, lifted.input_size, lifted.output_size
+    )
     batch, channels = x.shape[:2]
-    volume = x.to(compute_dtype).reshape(batch, channels, *size)  # (N, C, D, H, W)
+    volume = x.to(dtype).reshape(batch, channels, *size)  # (N, C, D, H, W)
 
     # Right padding that makes room for the last window (ceil_mode can need more than `padding`).
     right = [max(0, (o - 1) * s + k - n - p) for o, s, k, n, p in zip(out_size, stride, kernel, size, padding)]
@@ -77,7 +73,7 @@ def window_softmax(
         window_max = windows.amax(dim=WINDOW_DIMS, keepdim=True)
 
     if isinstance(beta, torch.Tensor):
-        beta = beta.to(compute_dtype).reshape(1, -1, *([1] * 6))  # one value, or (1, C, 1, ...)
+        beta = beta.to(dtype).reshape(1, -1, *([1] * 6))  # one value, or (1, C, 1, ...)
     exponent = beta * (windows - window_max.detach())
     if needs_mask:
         # -inf after the product with beta: beta = 0 must still give 0 weight to padding.
@@ -95,7 +91,40 @@ def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch
     ``beta`` is a float, or a tensor holding one value or one value per channel (C,).
     Half types are computed in float32 and the result cast back to ``x.dtype``.
     """
-    compute_dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    softmax = window_softmax(x, geometry, beta, compute_dtype)
+    softmax = window_softmax(x, geometry, beta, compute_dtype(x.dtype))
     pooled = (softmax.weights * softmax.windows).sum(dim=WINDOW_DIMS)  # (N, C, Do, Ho, Wo)
     return pooled.reshape(*x.shape[:2], *geometry.output_size).to(x.dtype)
+
+
+def soft_pool_torch_backward(
+    grad_output: torch.Tensor, x: torch.Tensor, geometry: PoolGeometry, beta: float
+) -> torch.Tensor:
+    """Gradient of ``sum(grad_output * soft_pool(x))`` with respect to a batched ``x`` (N, C, *spatial).
+
+    Half types are computed in float32; the result has ``x``'s shape and dtype (contiguous).
+    """
+    lifted = geometry.lifted()
+    kernel, stride, padding, size, out_size = (
+        lifted.kernel_size, lifted.stride, lifted.padding, lifted.input_size, lifted.output_size
+    )
+    batch, channels = x.shape[:2]
+    softmax = window_softmax(x, geometry, beta, compute_dtype(x.dtype))
+    windows, weights, unfold_inputs = softmax.windows, softmax.weights, softmax.unfold_inputs
+    pooled = (weights * windows).sum(dim=WINDOW_DIMS, keepdim=True)  # (N, C, Do, Ho, Wo, 1, 1, 1)
+
+    grad = grad_output.to(softmax.weights.dtype).reshape(batch, channels, *out_size, 1, 1, 1)
+    grad = grad * weights * (1 + beta * (windows - pooled))  # (N, C, Do, Ho, Wo, kd, kh, kw)
+
+    for dim in reversed(range(3)):
+        before = unfold_inputs[dim]
+        # The forward kept the first `o` windows of the unfold; the rest get zero gradient.
+        all_windows = (before[2 + dim] - kernel[dim]) // stride[dim] + 1
+        if all_windows > out_size[dim]:
+            full = grad.new_zeros(*grad.shape[: 2 + dim], all_windows, *grad.shape[3 + dim :])
+            full.narrow(2 + dim, 0, out_size[dim]).copy_(grad)
+            grad = full
+        grad = torch.ops.aten.unfold_backward(grad, list(before), 2 + dim, kernel[dim], stride[dim])
+
+    for dim in range(3):
+        grad = grad.narrow(2 + dim, padding[dim], size[dim])  # drop the padding
+    return grad.reshape(x.shape).to(x.dtype).contiguous()
