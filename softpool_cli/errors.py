@@ -3,7 +3,8 @@
 Commands raise :class:`SoftpoolError` (or :class:`MediaError` when a file is at
 fault) for every problem the user can fix, and run their body inside
 :func:`report_errors`, which prints the one-line message, or re-raises with the
-traceback under ``--debug``.
+traceback under ``--debug``. :func:`describe_failure` words every failure, for
+``report_errors`` and for the gallery's workers, which report a failed file and go on.
 """
 
 from __future__ import annotations
@@ -34,9 +35,31 @@ class MediaError(SoftpoolError):
         super().__init__(f"{path}: {problem}")
 
 
-def _fail(message: str) -> click.exceptions.Exit:
-    click.echo(f"Error: {message}", err=True)
-    return click.exceptions.Exit(1)
+def is_bug(error: BaseException) -> bool:
+    """Whether ``error`` comes from a bug rather than from the input or the machine: anything
+    but a :class:`SoftpoolError`, an ``OSError`` (disk full, permission denied, ...) or a
+    ``MemoryError``."""
+    return not isinstance(error, (SoftpoolError, OSError, MemoryError))
+
+
+def describe_failure(error: Exception, source: str | os.PathLike[str] | None = None) -> str:
+    """The one line that tells the user what went wrong.
+
+    Args:
+        error: What was raised.
+        source: The file being worked on, named when the error itself names none.
+    """
+    if isinstance(error, SoftpoolError):
+        return str(error)
+    if isinstance(error, OSError):
+        # Disk full, permission denied and the like, met outside the checks done up front.
+        where = error.filename or source
+        return f"{where}: {error.strerror or error}" if where else f"{error.strerror or error}"
+    prefix = f"{source}: " if source is not None else ""
+    if isinstance(error, MemoryError):
+        return f"{prefix}not enough memory for this input"
+    # A bug rather than bad input: still one line, with the way to learn more.
+    return f"{prefix}unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)"
 
 
 @contextmanager
@@ -52,22 +75,8 @@ def report_errors(debug: bool = False) -> Iterator[None]:
         yield
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
         raise
-    except SoftpoolError as error:
-        if debug:
-            raise
-        raise _fail(str(error)) from None
-    except OSError as error:
-        # Disk full, permission denied and the like, met outside the checks done up front.
-        if debug:
-            raise
-        where = f"{error.filename}: " if error.filename else ""
-        raise _fail(f"{where}{error.strerror or error}") from None
-    except MemoryError:
-        if debug:
-            raise
-        raise _fail("not enough memory for this input") from None
     except Exception as error:
-        # A bug rather than bad input: still one line and a non-zero exit, with the way to learn more.
         if debug:
             raise
-        raise _fail(f"unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)") from None
+        click.echo(f"Error: {describe_failure(error)}", err=True)
+        raise click.exceptions.Exit(1) from None

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from softpool_cli.errors import SoftpoolError, report_errors
+from softpool_cli.errors import SoftpoolError, describe_failure, is_bug, report_errors
 
 if TYPE_CHECKING:
     from softpool_cli.discovery import Candidate
@@ -160,17 +160,10 @@ def attempt(job: Job, debug: bool) -> Outcome | Failure:
     _busy = True
     try:
         return run_job(job)
-    except SoftpoolError as error:
-        return Failure(str(error))
-    except OSError as error:
-        where = error.filename or job.source
-        return Failure(f"{where}: {error.strerror or error}")
-    except MemoryError:
-        return Failure(f"{job.source}: not enough memory for this input")
     except Exception as error:
-        if debug:
+        if debug and is_bug(error):
             raise
-        return Failure(f"{job.source}: unexpected {type(error).__name__}: {error} (run again with --debug for the traceback)")
+        return Failure(describe_failure(error, job.source))
     finally:
         _busy = False
 
