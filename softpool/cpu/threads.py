@@ -28,7 +28,14 @@ def usable_cpus() -> int:
 
 
 def run_rows(
-    kernel: Callable, rows: int, row_values: int, arguments: tuple, *, threads: int, min_values_per_thread: int
+    kernel: Callable,
+    rows: int,
+    row_values: int,
+    arguments: tuple,
+    *,
+    threads: int,
+    min_values_per_thread: int,
+    slice_arguments: Callable[[int], tuple] | None = None,
 ) -> None:
     """Call ``kernel(*arguments, first_row, end_row)`` on contiguous slices of ``rows`` in parallel.
 
@@ -39,6 +46,9 @@ def run_rows(
         arguments: The kernel's other arguments.
         threads: At most this many threads (the caller's CPU budget).
         min_values_per_thread: Below this many values per thread, fewer threads are faster.
+        slice_arguments: ``slice_arguments(index)`` gives more arguments for slice ``index``
+            (fewer than ``threads * SLICES_PER_THREAD``), passed before the row range: working
+            memory that each call has to itself.
     """
     threads = max(1, min(threads, rows, rows * row_values // min_values_per_thread))
     slices = 1 if threads == 1 else threads * SLICES_PER_THREAD
@@ -50,7 +60,8 @@ def run_rows(
         try:
             index = next(next_slice)
             while index < slices:
-                kernel(*arguments, bounds[index], bounds[index + 1])
+                extra = slice_arguments(index) if slice_arguments is not None else ()
+                kernel(*arguments, *extra, bounds[index], bounds[index + 1])
                 index = next(next_slice)
         except BaseException as error:  # re-raised in the calling thread below
             failures.append(error)
