@@ -4,7 +4,7 @@
 
 1. 8-bit media path: a 4K RGB uint8 image (2160 x 3840 x 3) pooled by 2, uint8 in and out,
    against ``cv2.resize(INTER_AREA)`` on the same image (target <= 5x), and the PyTorch
-   composition that `softpool_cli.pooling` uses without the engine.
+   composition that `softpool_cli.pixels.pool` uses without the engine.
 2. 3D media path: 2 x 2 x 2 pooling of 1080p uint8 RGB frames, in input frames per second
    (target >= 150).
 3. Library float path: ``soft_pool2d``'s CPU kernels on a 1 x 3 x 2160 x 3840 float32 tensor,
@@ -58,8 +58,8 @@ def report(label: str, value: float, baseline: float, target: float) -> None:
 def bench_media_2d(repeats: int) -> None:
     import cv2
 
-    from softpool_cli.fast_uint8 import soft_pool_uint8
-    from softpool_cli.pooling import IMAGENET_STD, _pool_with_torch
+    from softpool_cli.pixels.uint8_engine import soft_pool_uint8
+    from softpool_cli.pixels.pool import IMAGENET_STD, _pool_with_torch
 
     image = np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
     times = medians(
@@ -79,8 +79,8 @@ def bench_media_2d(repeats: int) -> None:
 
 
 def bench_media_3d(repeats: int) -> None:
-    from softpool_cli.fast_uint8 import soft_pool_uint8
-    from softpool_cli.pooling import IMAGENET_STD
+    from softpool_cli.pixels.uint8_engine import soft_pool_uint8
+    from softpool_cli.pixels.pool import IMAGENET_STD
 
     frames = np.random.default_rng(1).integers(0, 256, (16, 1080, 1920, 3), dtype=np.uint8)
     seconds = medians({"3d": lambda: soft_pool_uint8(frames, (2, 2, 2), std=IMAGENET_STD)}, repeats)["3d"]
@@ -138,7 +138,7 @@ COLD_SCRIPT = """
 import time
 start = time.perf_counter()
 import numpy, torch
-from softpool_cli.fast_uint8 import soft_pool_uint8
+from softpool_cli.pixels.uint8_engine import soft_pool_uint8
 from softpool._arguments import pool_geometry
 from softpool.cpu.engine import soft_pool_cpu
 imported = time.perf_counter()

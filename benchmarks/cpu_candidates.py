@@ -5,7 +5,7 @@
 8-bit media path, a 4K RGB uint8 image pooled by 2 with ImageNet normalisation and beta = 1,
 uint8 in and out; every candidate is checked against a float64 computation first:
 
-- ``torch pooling step``: what `softpool_cli.pooling` does without the engine (float32 NCHW,
+- ``torch pooling step``: what `softpool_cli.pixels.pool` does without the engine (float32 NCHW,
   normalise, the library's PyTorch path with window views, map back).
 - ``torch box filter``: the weights as one exp per pixel (no window maximum is needed for
   8-bit input), then two ``avg_pool2d`` and a division.
@@ -13,7 +13,7 @@ uint8 in and out; every candidate is checked against a float64 computation first
 - ``OpenCV box filter``: weights from ``cv2.LUT`` (256 per channel), a product, two
   ``INTER_AREA`` resizes and a division.
 - ``Numba table``: one pass, weights read from the per-channel 256-entry table (scalar loads).
-- ``Numba series (chosen)``: `softpool_cli.fast_uint8`, weights from a short series that the
+- ``Numba series (chosen)``: `softpool_cli.pixels.uint8_engine`, weights from a short series that the
   compiler vectorises.
 
 Library float path, 1 x 3 x 2160 x 3840 float32, kernel 2: the PyTorch path, optionally
@@ -113,8 +113,8 @@ def media_candidates(repeats: int, compile_torch: bool) -> None:
     import cv2
     import torch
 
-    from softpool_cli.fast_uint8 import soft_pool_uint8
-    from softpool_cli.pooling import _pool_with_torch
+    from softpool_cli.pixels.uint8_engine import soft_pool_uint8
+    from softpool_cli.pixels.pool import _pool_with_torch
 
     image = np.random.default_rng(0).integers(0, 256, (2160, 3840, 3), dtype=np.uint8)
     expected = exact(image)

@@ -13,9 +13,9 @@ import click
 
 # name -> ("module:command", one-line help shown by `softpool --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "downsample": ("softpool_cli.downsample:downsample", "Downsample an image with SoftPool, max or average pooling."),
-    "video": ("softpool_cli.video:video", "Downsample a GIF or video clip in time, height and width."),
-    "gallery": ("softpool_cli.gallery:gallery", "Turn a folder of images and clips into a README gallery."),
+    "downsample": ("softpool_cli.commands.downsample:downsample", "Downsample an image with SoftPool, max or average pooling."),
+    "video": ("softpool_cli.commands.video:video", "Downsample a GIF or video clip in time, height and width."),
+    "gallery": ("softpool_cli.commands.gallery:gallery", "Turn a folder of images and clips into a README gallery."),
 }
 
 

@@ -23,10 +23,10 @@ from click.testing import CliRunner
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from softpool_cli.discovery import Candidate, classify, discover, output_bases
+from softpool_cli.media.discovery import Candidate, classify, discover, output_bases
 from softpool_cli.main import cli
-from softpool_cli.markdown import GalleryEntry, GallerySettings, render_readme
-from softpool_cli.metrics import ClipScorer, Scores, image_scores
+from softpool_cli.gallery.markdown import GalleryEntry, GallerySettings, render_readme
+from softpool_cli.gallery.metrics import ClipScorer, Scores, image_scores
 
 SUMMARY = re.compile(r"^(\d+) files, (\d+) failed, \d+\.\d s \((\d+) up to date\)", re.MULTILINE)
 
@@ -517,7 +517,7 @@ class TestFailures:
         assert "no images or clips found" in result.output
 
     def test_ctrl_c_while_writing_leaves_no_partial_files(self, sources, tmp_path, monkeypatch):
-        from softpool_cli import clips
+        from softpool_cli.media import clips
 
         out = tmp_path / "gallery"
         original_write = clips.GifWriter.write
@@ -541,7 +541,7 @@ class TestFailures:
         assert summary(result) == (4, 0, 0)
 
     def test_ctrl_c_after_some_files_keeps_them_for_the_next_run(self, sources, tmp_path, monkeypatch):
-        from softpool_cli import gallery_jobs
+        from softpool_cli.gallery import jobs as gallery_jobs
 
         out = tmp_path / "gallery"
         original_make_image = gallery_jobs._make_image

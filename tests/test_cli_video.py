@@ -24,9 +24,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from softpool import soft_pool3d
-from softpool_cli import video as video_module
+from softpool_cli.commands import video as video_module
 from softpool_cli.main import cli
-from softpool_cli.video import resolve_window
+from softpool_cli.commands.video import resolve_window
 
 MEAN_RGB = np.array([0.485, 0.456, 0.406])
 STD_RGB = np.array([0.229, 0.224, 0.225])

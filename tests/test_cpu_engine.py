@@ -1,6 +1,6 @@
 """The Numba CPU engines against independent float64 computations.
 
-- `softpool_cli.fast_uint8`: 8-bit pixels in and out. Expected values are computed here in
+- `softpool_cli.pixels.uint8_engine`: 8-bit pixels in and out. Expected values are computed here in
   float64 from the definition (normalise with the ImageNet statistics, softmax-weighted mean,
   map back), and the engine must round them correctly up to float32 error: |got - exact| <= 0.5
   plus a hair, so at most one level from the float64 result rounded, ties either way.
@@ -28,8 +28,8 @@ from reference import TOLERANCES, assert_close, soft_pool_reference, soft_pool_r
 pytest.importorskip("numba")
 
 from softpool.cpu import engine as _cpu_kernels  # noqa: E402
-from softpool_cli import fast_uint8  # noqa: E402
-from softpool_cli.pooling import _pool_with_torch  # noqa: E402
+from softpool_cli.pixels import uint8_engine as fast_uint8  # noqa: E402
+from softpool_cli.pixels.pool import _pool_with_torch  # noqa: E402
 
 MEAN_RGB = np.array([0.485, 0.456, 0.406])
 STD_RGB = np.array([0.229, 0.224, 0.225])
@@ -320,7 +320,7 @@ def test_modules_import_and_decline_without_numba():
         "import sys; sys.modules['numba'] = None\n"
         "import numpy, torch\n"
         "from softpool.cpu import engine\n"
-        "from softpool_cli import fast_uint8\n"
+        "from softpool_cli.pixels import uint8_engine as fast_uint8\n"
         "x = torch.randn(1, 1, 4, 4)\n"
         "assert not engine.supports(x)\n"
         "pixels = numpy.zeros((4, 4, 3), numpy.uint8)\n"

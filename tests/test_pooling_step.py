@@ -1,4 +1,4 @@
-"""The media pooling step (`softpool_cli.pooling`) against independent computations.
+"""The media pooling step (`softpool_cli.pixels.pool`) against independent computations.
 
 SoftPool results are checked against the float64 loop reference of tests/reference.py,
 with the ImageNet normalisation written out here; max and average pooling against
@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from softpool_cli.pooling import DeviceUnavailableError, pool_array, pooled_shape, resolve_device
+from softpool_cli.pixels.pool import DeviceUnavailableError, pool_array, pooled_shape, resolve_device
 
 from reference import soft_pool_reference
 
@@ -183,7 +183,7 @@ class TestShapesAndErrors:
     def test_auto_without_a_driver_does_not_import_torch(self):
         code = (
             "import sys\n"
-            "from softpool_cli import pooling\n"
+            "from softpool_cli.pixels import pool as pooling\n"
             "pooling._may_have_cuda = lambda: False  # as on a machine without an NVIDIA driver\n"
             "assert pooling.resolve_device('auto') == 'cpu'\n"
             "assert 'torch' not in sys.modules\n"

@@ -71,7 +71,7 @@ def resolve_window(factor: int | None, time_factor: int | None, kernel: tuple[in
 
 def default_output(input_path: Path) -> Path:
     """``<stem>_softpool<ext>`` beside the input; MP4 for containers that are not output formats."""
-    from softpool_cli.clips import OUTPUT_FORMATS
+    from softpool_cli.media.clips import OUTPUT_FORMATS
 
     suffix = input_path.suffix.lower()
     suffix = suffix if suffix in OUTPUT_FORMATS else DEFAULT_OUTPUT_SUFFIX
@@ -83,7 +83,7 @@ def _blame(path: Path, action: str) -> Iterator[None]:
     """Report clip and codec failures as a one-line error naming ``path``."""
     import av
 
-    from softpool_cli.clips import ClipError
+    from softpool_cli.media.clips import ClipError
 
     try:
         yield
@@ -105,7 +105,7 @@ def pool_windows(pixels: Any, window: tuple[int, int, int], method: str, beta: f
     """
     import numpy as np
 
-    from softpool_cli.pooling import pool_array
+    from softpool_cli.pixels.pool import pool_array
 
     frames, height, width = window
     whole = len(pixels) - len(pixels) % frames
@@ -133,7 +133,7 @@ class Comparison:
     """
 
     def __init__(self, frame_height: int, frame_width: int, methods: Sequence[str], beta: float = 1.0) -> None:
-        from softpool_cli.compare import ComparisonLayout, comparison_labels
+        from softpool_cli.media.compare import ComparisonLayout, comparison_labels
 
         panel = None  # the layout's default: the frame's size, enlarged if it is small
         if frame_width > MAX_COMPARE_PANEL_WIDTH:
@@ -237,9 +237,9 @@ def video(
     output_path = output_path if output_path is not None else default_output(input_path)
 
     with report_errors(debug):
-        from softpool_cli.clips import OUTPUT_FORMATS
-        from softpool_cli.files import check_job_paths
-        from softpool_cli.pooling import resolve_device
+        from softpool_cli.media.clips import OUTPUT_FORMATS
+        from softpool_cli.media.files import check_job_paths
+        from softpool_cli.pixels.pool import resolve_device
 
         check_job_paths(input_path, output_path, compare_path, extensions=OUTPUT_FORMATS, overwrite=overwrite)
         device = resolve_device(device)
@@ -287,8 +287,8 @@ class _Job:
     def run(self, *, overwrite: bool, quiet: bool) -> _Summary:
         from tqdm import tqdm
 
-        from softpool_cli.clips import open_clip, open_writer, output_format
-        from softpool_cli.files import atomic_outputs
+        from softpool_cli.media.clips import open_clip, open_writer, output_format
+        from softpool_cli.media.files import atomic_outputs
 
         with _blame(self.input_path, "read"):
             reader = open_clip(self.input_path)
@@ -339,7 +339,7 @@ class _Job:
         """Pool one chunk of frames and hand the results to the writers."""
         import numpy as np
 
-        from softpool_cli.clips import FrameChunk, encoded_size
+        from softpool_cli.media.clips import FrameChunk, encoded_size
 
         count, height, width = chunk.pixels.shape[:3]
         if summary.frames_in == 0:

@@ -175,7 +175,7 @@ def pool_array(
     _check_arguments(pixels, kernel, stride, method, beta, ceil_mode)
     if device == "cpu":
         # uint8 SoftPool and average pooling on CPU: the compiled 8-bit engine (None where it does not apply).
-        from .fast_uint8 import pool_uint8_or_none
+        from softpool_cli.pixels.uint8_engine import pool_uint8_or_none
 
         pooled = pool_uint8_or_none(pixels, kernel, stride, method, beta, ceil_mode)
         if pooled is not None:

@@ -5,7 +5,7 @@ Only Click and the standard library are imported at module level, so that
 
 How a run goes:
 
-1. **Discovery** (:mod:`softpool_cli.discovery`). Each SRC file, and every file under each
+1. **Discovery** (:mod:`softpool_cli.media.discovery`). Each SRC file, and every file under each
    SRC folder, is recognised as an image or a clip by its content. A SRC file named
    explicitly that is neither is reported as failed.
 2. **Up to date?** ``DIR/.softpool-gallery.json`` records, per input, the content hash of the
@@ -15,10 +15,10 @@ How a run goes:
    ``git`` do), so an unchanged gallery is checked without reading the inputs. ``--force``
    redoes everything.
 3. **Work.** The other inputs are pooled in ``--jobs`` worker processes (see
-   :mod:`softpool_cli.gallery_jobs`). A file that fails is reported with its name and reason
+   :mod:`softpool_cli.gallery.jobs`). A file that fails is reported with its name and reason
    and the others go on.
 4. **README.** ``DIR/README.md`` is rewritten for the inputs that succeeded (see
-   :mod:`softpool_cli.markdown`), and one summary line ends the run; the exit code is 1 if
+   :mod:`softpool_cli.gallery.markdown`), and one summary line ends the run; the exit code is 1 if
    any file failed.
 
 Ctrl-C stops the workers; every output is written through a temporary file that is removed
@@ -43,8 +43,8 @@ import click
 from softpool_cli.errors import SoftpoolError, describe_failure, is_bug, report_errors
 
 if TYPE_CHECKING:
-    from softpool_cli.discovery import Candidate
-    from softpool_cli.gallery_jobs import Job, Outcome
+    from softpool_cli.media.discovery import Candidate
+    from softpool_cli.gallery.jobs import Job, Outcome
 
 MANIFEST_NAME = ".softpool-gallery.json"
 README_NAME = "README.md"
@@ -72,7 +72,7 @@ class Manifest:
 
     def is_fresh(self, key: str, source: Path, stamp: dict) -> bool:
         """Whether the outputs recorded for ``key`` are those ``source`` would give now."""
-        from softpool_cli.gallery_jobs import file_sha256
+        from softpool_cli.gallery.jobs import file_sha256
 
         entry = self.entries.get(key)
         if not entry or entry.get("settings") != stamp or entry.get("source") != _source_key(source, self.out_dir):
@@ -105,7 +105,7 @@ class Manifest:
         self.entries.pop(key, None)
 
     def save(self) -> None:
-        from softpool_cli.files import write_files_atomically
+        from softpool_cli.media.files import write_files_atomically
 
         data = json.dumps({"version": self.VERSION, "entries": self.entries}, indent=1, sort_keys=True)
         write_files_atomically({self.path: data.encode("utf-8")}, overwrite=True)
@@ -113,7 +113,7 @@ class Manifest:
 
 def _source_key(source: Path, out_dir: Path) -> str:
     """How the record names a source: relative to DIR, so a moved project stays valid."""
-    from softpool_cli.gallery_jobs import relative_link
+    from softpool_cli.gallery.jobs import relative_link
 
     return relative_link(source, out_dir) or str(source.resolve())
 
@@ -152,7 +152,7 @@ def _init_worker(threads: int, stop: Any) -> None:
 
 def attempt(job: Job, debug: bool) -> Outcome | Failure:
     """Run one job; expected problems become a :class:`Failure`, bugs too unless ``debug``."""
-    from softpool_cli.gallery_jobs import run_job
+    from softpool_cli.gallery.jobs import run_job
 
     global _busy
     if _stop is not None and _stop.is_set():
@@ -310,12 +310,12 @@ def _run(
     """The command's body; returns (files, failed, up to date)."""
     from tqdm import tqdm
 
-    from softpool_cli.discovery import discover, output_bases
-    from softpool_cli.files import write_files_atomically
-    from softpool_cli.gallery_jobs import Job, JobSettings, Outcome
-    from softpool_cli.markdown import GalleryEntry, GallerySettings, render_readme
-    from softpool_cli.metrics import Scores
-    from softpool_cli.pooling import resolve_device
+    from softpool_cli.media.discovery import discover, output_bases
+    from softpool_cli.media.files import write_files_atomically
+    from softpool_cli.gallery.jobs import Job, JobSettings, Outcome
+    from softpool_cli.gallery.markdown import GalleryEntry, GallerySettings, render_readme
+    from softpool_cli.gallery.metrics import Scores
+    from softpool_cli.pixels.pool import resolve_device
 
     if out_dir.exists() and not out_dir.is_dir():
         raise SoftpoolError(f"{out_dir}: exists and is not a folder")

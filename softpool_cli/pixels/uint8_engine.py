@@ -84,7 +84,7 @@ def pool_uint8_or_none(
     beta: float,
     ceil_mode: bool,
 ) -> np.ndarray | None:
-    """What `softpool_cli.pooling.pool_array` computes on CPU, or None where this engine does not apply.
+    """What `softpool_cli.pixels.pool.pool_array` computes on CPU, or None where this engine does not apply.
 
     It applies to uint8 pixels with SoftPool or average pooling (SoftPool with beta = 0) when
     Numba is installed; uint16 pixels, max pooling and a missing Numba return None, and the
@@ -92,7 +92,7 @@ def pool_uint8_or_none(
     """
     if not supports(pixels) or method not in ("soft", "avg"):
         return None
-    from .pooling import channel_statistics
+    from softpool_cli.pixels.pool import channel_statistics
 
     _, std, alpha = channel_statistics(1 if pixels.ndim == 2 else pixels.shape[-1])
     beta = beta if method == "soft" else 0.0

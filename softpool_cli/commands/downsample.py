@@ -96,7 +96,7 @@ def pool_image(
     write the same pixels.
 
     Args:
-        pixels: ``(H, W)`` or ``(H, W, C)`` uint8/uint16, as :func:`~softpool_cli.images.read_image` gives.
+        pixels: ``(H, W)`` or ``(H, W, C)`` uint8/uint16, as :func:`~softpool_cli.media.images.read_image` gives.
         kernel: Pooling window (height, width).
         stride: Step (height, width).
         methods: "soft", "max" and/or "avg", in panel order.
@@ -105,7 +105,7 @@ def pool_image(
         device: "cpu" or "cuda" (already resolved).
         compare: Also compose the labelled side-by-side comparison.
     """
-    from softpool_cli.pooling import pool_array
+    from softpool_cli.pixels.pool import pool_array
 
     results, seconds = {}, {}
     for method in methods:
@@ -114,7 +114,7 @@ def pool_image(
         seconds[method] = time.perf_counter() - started
     comparison = None
     if compare:
-        from softpool_cli.compare import ComparisonLayout, comparison_labels
+        from softpool_cli.media.compare import ComparisonLayout, comparison_labels
 
         layout = ComparisonLayout(pixels.shape[0], pixels.shape[1], comparison_labels(methods, beta))
         comparison = layout.compose([pixels, *results.values()])
@@ -208,9 +208,9 @@ def downsample(
     kernel, stride = resolve_window(factor, kernel, stride)
 
     with report_errors(debug):
-        from softpool_cli.files import check_job_paths, write_files_atomically
-        from softpool_cli.images import IMAGE_EXTENSIONS, encode_image, read_image
-        from softpool_cli.pooling import pooled_shape, resolve_device
+        from softpool_cli.media.files import check_job_paths, write_files_atomically
+        from softpool_cli.media.images import IMAGE_EXTENSIONS, encode_image, read_image
+        from softpool_cli.pixels.pool import pooled_shape, resolve_device
 
         check_job_paths(input_path, output_path, compare_path, extensions=IMAGE_EXTENSIONS, overwrite=overwrite)
         device = resolve_device(device)

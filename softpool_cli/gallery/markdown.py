@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from softpool_cli.metrics import INTERPOLATION, MAX_SCORED_WINDOWS, Scores
+from softpool_cli.gallery.metrics import INTERPOLATION, MAX_SCORED_WINDOWS, Scores
 
 METHOD_TITLES = {"soft": "SoftPool", "max": "Max pool", "avg": "Avg pool"}
 # Characters with a meaning in Markdown inline text or in a GFM table row.

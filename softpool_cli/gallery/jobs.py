@@ -1,11 +1,11 @@
 """The work the gallery does for one input: pool it with every method, compare, score.
 
 A job runs in a worker process (or in the main process with ``--jobs 1``), so it takes
-and returns plain, picklable data. Images go through :func:`~softpool_cli.downsample.pool_image`,
+and returns plain, picklable data. Images go through :func:`~softpool_cli.commands.downsample.pool_image`,
 the steps of ``softpool downsample``, so a gallery image is byte for byte what
 ``softpool downsample IN OUT --method M`` writes. Clips are pooled in time, height and width
-by the factor with the steps of ``softpool video`` (:func:`~softpool_cli.video.pool_windows`,
-:class:`~softpool_cli.video.Comparison`). The pooled clips are written as GIF, which GitHub
+by the factor with the steps of ``softpool video`` (:func:`~softpool_cli.commands.video.pool_windows`,
+:class:`~softpool_cli.commands.video.Comparison`). The pooled clips are written as GIF, which GitHub
 shows inline in an ``<img>`` tag; an original that is not a GIF gets a GIF copy for the
 README. The clip comparison, which the README links rather than shows, is an MP4 (H.264):
 four full-size panels as GIF came to several MB per clip (256 colours per frame, no
@@ -13,7 +13,7 @@ inter-frame compression), and its palette would blur the very differences the co
 is there to show; as MP4 it is a few hundred kB at near-lossless quality.
 
 All outputs of one input are written together through temporary files (see
-:func:`~softpool_cli.files.atomic_outputs`): an error or Ctrl-C leaves none of them half
+:func:`~softpool_cli.media.files.atomic_outputs`): an error or Ctrl-C leaves none of them half
 written.
 """
 
@@ -142,11 +142,11 @@ def run_job(job: Job) -> Outcome:
 
 
 def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
-    from softpool_cli.downsample import pool_image
-    from softpool_cli.files import write_files_atomically
-    from softpool_cli.images import encode_image, read_image
-    from softpool_cli.metrics import image_scores
-    from softpool_cli.pooling import pooled_shape
+    from softpool_cli.commands.downsample import pool_image
+    from softpool_cli.media.files import write_files_atomically
+    from softpool_cli.media.images import encode_image, read_image
+    from softpool_cli.gallery.metrics import image_scores
+    from softpool_cli.pixels.pool import pooled_shape
 
     settings = job.settings
     kernel = (settings.factor, settings.factor)
@@ -204,10 +204,10 @@ def _check_clip_fits(path: Path, count: int, height: int, width: int, factor: in
 
 def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
     """Pool a clip chunk by chunk as ``softpool video`` does, writing every output in one pass."""
-    from softpool_cli.clips import ClipError, FrameChunk, open_clip, open_writer
-    from softpool_cli.files import atomic_outputs
-    from softpool_cli.metrics import ClipScorer, window_step
-    from softpool_cli.video import CHUNK_BYTES, Comparison, pool_windows
+    from softpool_cli.media.clips import ClipError, FrameChunk, open_clip, open_writer
+    from softpool_cli.media.files import atomic_outputs
+    from softpool_cli.gallery.metrics import ClipScorer, window_step
+    from softpool_cli.commands.video import CHUNK_BYTES, Comparison, pool_windows
 
     settings = job.settings
     factor = settings.factor
