@@ -28,187 +28,19 @@ run picks up where this one stopped.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import click
 
-from softpool_cli.errors import SoftpoolError, describe_failure, is_bug, report_errors
+from softpool_cli.errors import SoftpoolError, report_errors
 
-if TYPE_CHECKING:
-    from softpool_cli.media.discovery import Candidate
-    from softpool_cli.gallery.jobs import Job, Outcome
-
-MANIFEST_NAME = ".softpool-gallery.json"
 README_NAME = "README.md"
 METHOD_NAMES = ("soft", "max", "avg")
 
-
-# ----------------------------------------------------------------------------- manifest
-
-
-class Manifest:
-    """The record of what each earlier run made, kept in ``DIR/.softpool-gallery.json``."""
-
-    VERSION = 1
-
-    def __init__(self, out_dir: Path) -> None:
-        self.path = out_dir / MANIFEST_NAME
-        self.out_dir = out_dir
-        self.entries: dict[str, dict] = {}
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-            if data.get("version") == self.VERSION and isinstance(data.get("entries"), dict):
-                self.entries = data["entries"]
-        except (OSError, ValueError, AttributeError):
-            pass  # no record, or an unreadable one: everything is redone
-
-    def is_fresh(self, key: str, source: Path, stamp: dict) -> bool:
-        """Whether the outputs recorded for ``key`` are those ``source`` would give now."""
-        from softpool_cli.gallery.jobs import file_sha256
-
-        entry = self.entries.get(key)
-        if not entry or entry.get("settings") != stamp or entry.get("source") != _source_key(source, self.out_dir):
-            return False
-        if not all((self.out_dir / path).is_file() for path in entry.get("outputs", {}).values()):
-            return False
-        status = source.stat()
-        if status.st_size != entry.get("size"):
-            return False
-        if status.st_mtime_ns != entry.get("mtime_ns"):
-            if file_sha256(source) != entry.get("sha256"):
-                return False
-            entry["mtime_ns"] = status.st_mtime_ns  # same content, touched: remember the new time
-        return True
-
-    def record(self, key: str, candidate: Candidate, stamp: dict, outcome: Outcome) -> None:
-        self.entries[key] = {
-            "source": _source_key(candidate.source, self.out_dir),
-            "name": candidate.name,
-            "kind": candidate.kind,
-            "size": outcome.size,
-            "mtime_ns": outcome.mtime_ns,
-            "sha256": outcome.sha256,
-            "settings": stamp,
-            "outputs": outcome.outputs,
-            "scores": outcome.scores,
-        }
-
-    def forget(self, key: str) -> None:
-        self.entries.pop(key, None)
-
-    def save(self) -> None:
-        from softpool_cli.media.files import write_files_atomically
-
-        data = json.dumps({"version": self.VERSION, "entries": self.entries}, indent=1, sort_keys=True)
-        write_files_atomically({self.path: data.encode("utf-8")}, overwrite=True)
-
-
-def _source_key(source: Path, out_dir: Path) -> str:
-    """How the record names a source: relative to DIR, so a moved project stays valid."""
-    from softpool_cli.gallery.jobs import relative_link
-
-    return relative_link(source, out_dir) or str(source.resolve())
-
-
-# ------------------------------------------------------------------------------ workers
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A job that did not complete: the one-line reason, naming the file."""
-
-    message: str
-
-
-_busy = False  # set while a worker runs a job: Ctrl-C interrupts jobs, not idle workers
-_stop: Any = None  # the pool's stop event, set by the main process on Ctrl-C
-
-
-def _on_ctrl_c(signum: int, frame: object) -> None:
-    if _busy:
-        raise KeyboardInterrupt
-
-
-def _init_worker(threads: int, stop: Any) -> None:
-    """Share the CPUs among the workers, and let Ctrl-C stop a running job cleanly."""
-    global _stop
-    import cv2
-    import torch
-
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-    _stop = stop
-    # Workers start with Ctrl-C ignored (see `execute`): from here on it interrupts a job.
-    signal.signal(signal.SIGINT, _on_ctrl_c)
-
-
-def attempt(job: Job, debug: bool) -> Outcome | Failure:
-    """Run one job; expected problems become a :class:`Failure`, bugs too unless ``debug``."""
-    from softpool_cli.gallery.jobs import run_job
-
-    global _busy
-    if _stop is not None and _stop.is_set():
-        raise KeyboardInterrupt  # queued before Ctrl-C: not started
-    _busy = True
-    try:
-        return run_job(job)
-    except Exception as error:
-        if debug and is_bug(error):
-            raise
-        return Failure(describe_failure(error, job.source))
-    finally:
-        _busy = False
-
-
-def execute(jobs: Sequence[Job], workers: int, debug: bool) -> Iterator[tuple[int, Outcome | Failure]]:
-    """Run the jobs, yielding ``(index, result)`` as each one finishes.
-
-    One worker runs them in this process; more run in fresh ("spawn") processes, which
-    neither inherit PyTorch's thread pools nor a CUDA context. On Ctrl-C (the terminal sends
-    it to the workers too) running jobs stop and remove their temporary files, and the jobs
-    not started are dropped.
-    """
-    if workers <= 1 or len(jobs) <= 1:
-        for index, job in enumerate(jobs):
-            yield index, attempt(job, debug)
-        return
-
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    context = multiprocessing.get_context("spawn")
-    workers = min(workers, len(jobs))
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    stop = context.Event()
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads, stop)
-    )
-    try:
-        # Workers are started by the first submissions; they inherit an ignored Ctrl-C, so one
-        # pressed while they import their modules ends the run without tracebacks from them.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            futures = {pool.submit(attempt, job, debug): index for index, job in enumerate(jobs)}
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        for future in as_completed(futures):
-            yield futures[future], future.result()
-    except BaseException:
-        stop.set()
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-# ------------------------------------------------------------------------------ command
 
 
 def _parse_methods(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -313,7 +145,9 @@ def _run(
     from softpool_cli.media.discovery import discover, output_bases
     from softpool_cli.media.files import write_files_atomically
     from softpool_cli.gallery.jobs import Job, JobSettings, Outcome
+    from softpool_cli.gallery.manifest import Manifest
     from softpool_cli.gallery.markdown import GalleryEntry, GallerySettings, render_readme
+    from softpool_cli.gallery.workers import execute
     from softpool_cli.gallery.metrics import Scores
     from softpool_cli.pixels.pool import resolve_device
 
