@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from softpool_cli.media.clips import FrameChunk, open_clip, open_writer  # noqa: E402
-from softpool_cli.commands.video import CHUNK_BYTES, pool_windows  # noqa: E402
+from softpool_cli.pipeline.clip import CHUNK_BYTES, pool_windows  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30
 WINDOW = (2, 2, 2)

@@ -25,6 +25,7 @@ from PIL import Image
 
 from softpool import soft_pool3d
 from softpool_cli.commands import video as video_module
+from softpool_cli.pipeline import clip as clip_pipeline
 from softpool_cli.main import cli
 from softpool_cli.commands.video import resolve_window
 
@@ -245,7 +246,7 @@ def test_chunked_run_equals_one_chunk(tmp_path, monkeypatch):
     frames = frames_of(7, 8, 12, seed=5)
     source = write_gif(tmp_path / "clip.gif", frames, [30] * 7)
     assert run(source, tmp_path / "whole.gif").exit_code == 0
-    monkeypatch.setattr(video_module, "CHUNK_BYTES", 1)  # one window per chunk
+    monkeypatch.setattr(clip_pipeline, "CHUNK_BYTES", 1)  # one window per chunk
     assert run(source, tmp_path / "chunked.gif").exit_code == 0
     assert (tmp_path / "whole.gif").read_bytes() == (tmp_path / "chunked.gif").read_bytes()
 
@@ -284,7 +285,7 @@ def test_mp4_rate_duration_values_and_audio(tmp_path):
 def test_mp4_in_chunks_of_one_window(tmp_path, monkeypatch):
     # 8 frames in chunks of 2: the last frame, held back for its duration, completes a chunk.
     source = write_mp4(tmp_path / "clip.mp4", smooth_frames(8, 16, 16), fps=8)
-    monkeypatch.setattr(video_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(clip_pipeline, "CHUNK_BYTES", 1)
     assert run(source, tmp_path / "out.mp4").exit_code == 0
     after = probe(tmp_path / "out.mp4")
     assert len(after["frames"]) == 4
@@ -453,7 +454,7 @@ def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     write_gif(tmp_path / "clip.gif", frames_of(8, 16, 16), [50] * 8)
     data = (tmp_path / "clip.gif").read_bytes()
     (tmp_path / "clip.gif").write_bytes(data[: len(data) * 3 // 4])
-    monkeypatch.setattr(video_module, "CHUNK_BYTES", 1)
+    monkeypatch.setattr(clip_pipeline, "CHUNK_BYTES", 1)
     result = run(tmp_path / "clip.gif", tmp_path / "out.mp4", "--compare", tmp_path / "cmp.mp4")
     assert_failed_cleanly(result, tmp_path, {"clip.gif"}, "clip.gif")
 

@@ -9,36 +9,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from softpool_cli.errors import MediaError, report_errors
-
-if TYPE_CHECKING:
-    import numpy as np
+from softpool_cli.options import WindowType, common_options, method_name, pooling_options
 
 DEFAULT_FACTOR = 2
-
-
-class WindowType(click.ParamType):
-    """A pooling window or stride: ``K`` (square) or ``KHxKW`` (height x width)."""
-
-    name = "K|KHxKW"
-
-    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, int]:
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).strip().lower().replace("×", "x").split("x")
-        if len(parts) not in (1, 2) or not all(part.strip().isdigit() for part in parts):
-            self.fail(f"{value!r} is not K or KHxKW (for example 3 or 2x3)", param, ctx)
-        sizes = tuple(int(part) for part in parts)
-        if min(sizes) < 1:
-            self.fail(f"{value!r}: sizes must be at least 1", param, ctx)
-        return (sizes[0], sizes[0]) if len(sizes) == 1 else (sizes[0], sizes[1])
 
 
 WINDOW = WindowType()
@@ -60,65 +38,6 @@ def resolve_window(
         size = DEFAULT_FACTOR if factor is None else factor
         return (size, size), (size, size)
     return kernel, kernel if stride is None else stride
-
-
-@dataclass
-class PooledImage:
-    """One image pooled with several methods.
-
-    Attributes:
-        results: Method -> pooled pixels (same dtype and channels as the input), in the
-            order the methods were given.
-        comparison: ``(H, W, 3)`` uint8 RGB: the original, then each result in that order,
-            labelled; None when not asked for.
-        seconds: Method -> time its pooling took.
-    """
-
-    results: dict[str, np.ndarray]
-    comparison: np.ndarray | None
-    seconds: dict[str, float]
-
-
-def pool_image(
-    pixels: np.ndarray,
-    kernel: tuple[int, int],
-    stride: tuple[int, int],
-    methods: Sequence[str],
-    *,
-    beta: float = 1.0,
-    ceil_mode: bool = False,
-    device: str = "cpu",
-    compare: bool = True,
-) -> PooledImage:
-    """Pool a decoded image with each of ``methods`` and, with ``compare``, build the comparison.
-
-    The steps of ``softpool downsample``, shared with ``softpool gallery`` so that both
-    write the same pixels.
-
-    Args:
-        pixels: ``(H, W)`` or ``(H, W, C)`` uint8/uint16, as :func:`~softpool_cli.media.images.read_image` gives.
-        kernel: Pooling window (height, width).
-        stride: Step (height, width).
-        methods: "soft", "max" and/or "avg", in panel order.
-        beta: SoftPool's sharpness.
-        ceil_mode: Keep a last, partial row and column of windows.
-        device: "cpu" or "cuda" (already resolved).
-        compare: Also compose the labelled side-by-side comparison.
-    """
-    from softpool_cli.pixels.pool import pool_array
-
-    results, seconds = {}, {}
-    for method in methods:
-        started = time.perf_counter()
-        results[method] = pool_array(pixels, kernel, stride, method=method, beta=beta, ceil_mode=ceil_mode, device=device)
-        seconds[method] = time.perf_counter() - started
-    comparison = None
-    if compare:
-        from softpool_cli.media.compare import ComparisonLayout, comparison_labels
-
-        layout = ComparisonLayout(pixels.shape[0], pixels.shape[1], comparison_labels(methods, beta))
-        comparison = layout.compose([pixels, *results.values()])
-    return PooledImage(results, comparison, seconds)
 
 
 def _size(shape: tuple[int, ...]) -> str:
@@ -143,14 +62,7 @@ def _window(sizes: tuple[int, int]) -> str:
     "--stride", type=WINDOW, metavar="S|SHxSW", default=None,
     help="Step between windows, S or SHxSW.  [default: the kernel]",
 )
-@click.option(
-    "--method", type=click.Choice(["soft", "max", "avg"]), default="soft", show_default=True,
-    help="SoftPool, max pooling or average pooling.",
-)
-@click.option(
-    "--beta", type=click.FloatRange(min=0), default=1.0, show_default=True,
-    help="SoftPool sharpness: 0 is average pooling, larger values tend to max pooling.",
-)
+@pooling_options
 @click.option(
     "--ceil", is_flag=True,
     help="Keep the last, partial row and column of windows (pooled over the pixels there) "
@@ -161,18 +73,12 @@ def _window(sizes: tuple[int, int]) -> str:
     help="Also write an image comparing the original, SoftPool, max and avg pooling side by side.",
 )
 @click.option(
-    "--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
-    help="Where to pool: auto uses a CUDA GPU when there is one.",
-)
-@click.option(
     # The same default as images.DEFAULT_MAX_PIXELS, written out so that --help imports no NumPy.
     "--max-pixels", type=click.IntRange(min=0), default=200_000_000, show_default=True,
     envvar="SOFTPOOL_MAX_PIXELS", show_envvar=True,
     help="Refuse larger images before decoding them (a guard against decompression bombs); 0 = no limit.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace OUT (and the --compare file) if they exist.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
-@click.option("--debug", is_flag=True, help="Show the full traceback on errors.")
+@common_options
 def downsample(
     input_path: Path,
     output_path: Path,
@@ -225,6 +131,8 @@ def downsample(
             )
 
         methods = ["soft", "max", "avg"] if compare_path is not None else [method]
+        from softpool_cli.pipeline.image import pool_image
+
         pooled = pool_image(
             image.pixels, kernel, stride, methods, beta=beta, ceil_mode=ceil, device=device,
             compare=compare_path is not None,
@@ -244,10 +152,9 @@ def downsample(
     if not quiet:
         for message in messages:
             click.echo(f"Note: {message}", err=True)
-        method_name = {"soft": f"SoftPool (beta {beta:g})", "max": "max pooling", "avg": "average pooling"}[method]
         click.echo(
             f"{input_path} {_size(image.pixels.shape)} -> {output_path} {_size(results[method].shape)}: "
-            f"{method_name}, kernel {_window(kernel)}, stride {_window(stride)}, on {device}; "
+            f"{method_name(method, beta)}, kernel {_window(kernel)}, stride {_window(stride)}, on {device}; "
             f"{time.perf_counter() - started:.2f} s (pooling {pooling_seconds:.2f} s)"
         )
         if compare_path is not None:

@@ -1,11 +1,11 @@
 """The work the gallery does for one input: pool it with every method, compare, score.
 
 A job runs in a worker process (or in the main process with ``--jobs 1``), so it takes
-and returns plain, picklable data. Images go through :func:`~softpool_cli.commands.downsample.pool_image`,
+and returns plain, picklable data. Images go through :func:`~softpool_cli.pipeline.image.pool_image`,
 the steps of ``softpool downsample``, so a gallery image is byte for byte what
 ``softpool downsample IN OUT --method M`` writes. Clips are pooled in time, height and width
-by the factor with the steps of ``softpool video`` (:func:`~softpool_cli.commands.video.pool_windows`,
-:class:`~softpool_cli.commands.video.Comparison`). The pooled clips are written as GIF, which GitHub
+by the factor with the steps of ``softpool video`` (:func:`~softpool_cli.pipeline.clip.pool_windows`,
+:class:`~softpool_cli.pipeline.clip.Comparison`). The pooled clips are written as GIF, which GitHub
 shows inline in an ``<img>`` tag; an original that is not a GIF gets a GIF copy for the
 README. The clip comparison, which the README links rather than shows, is an MP4 (H.264):
 four full-size panels as GIF came to several MB per clip (256 colours per frame, no
@@ -142,7 +142,7 @@ def run_job(job: Job) -> Outcome:
 
 
 def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
-    from softpool_cli.commands.downsample import pool_image
+    from softpool_cli.pipeline.image import pool_image
     from softpool_cli.media.files import write_files_atomically
     from softpool_cli.media.images import encode_image, read_image
     from softpool_cli.gallery.metrics import image_scores
@@ -207,7 +207,7 @@ def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]
     from softpool_cli.media.clips import ClipError, FrameChunk, open_clip, open_writer
     from softpool_cli.media.files import atomic_outputs
     from softpool_cli.gallery.metrics import ClipScorer, window_step
-    from softpool_cli.commands.video import CHUNK_BYTES, Comparison, pool_windows
+    from softpool_cli.pipeline.clip import CHUNK_BYTES, Comparison, pool_windows
 
     settings = job.settings
     factor = settings.factor
