@@ -37,7 +37,8 @@ import skimage.data
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from softpool_cli.media.clips import FrameChunk, open_clip, open_writer  # noqa: E402
+from softpool_cli.media.clip_read import FrameChunk, open_clip  # noqa: E402
+from softpool_cli.media.clip_write import open_writer  # noqa: E402
 from softpool_cli.pipeline.clip import CHUNK_BYTES, pool_windows  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1920, 1080, 30

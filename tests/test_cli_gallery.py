@@ -517,7 +517,7 @@ class TestFailures:
         assert "no images or clips found" in result.output
 
     def test_ctrl_c_while_writing_leaves_no_partial_files(self, sources, tmp_path, monkeypatch):
-        from softpool_cli.media import clips
+        from softpool_cli.media import clip_write as clips
 
         out = tmp_path / "gallery"
         original_write = clips.GifWriter.write

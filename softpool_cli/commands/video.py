@@ -43,7 +43,7 @@ def resolve_window(factor: int | None, time_factor: int | None, kernel: tuple[in
 
 def default_output(input_path: Path) -> Path:
     """``<stem>_softpool<ext>`` beside the input; MP4 for containers that are not output formats."""
-    from softpool_cli.media.clips import OUTPUT_FORMATS
+    from softpool_cli.media.clip_write import OUTPUT_FORMATS
 
     suffix = input_path.suffix.lower()
     suffix = suffix if suffix in OUTPUT_FORMATS else DEFAULT_OUTPUT_SUFFIX
@@ -120,7 +120,7 @@ def video(
     output_path = output_path if output_path is not None else default_output(input_path)
 
     with report_errors(debug):
-        from softpool_cli.media.clips import OUTPUT_FORMATS
+        from softpool_cli.media.clip_write import OUTPUT_FORMATS
         from softpool_cli.media.files import check_job_paths
         from softpool_cli.pipeline.clip import ClipJob
         from softpool_cli.pixels.pool import resolve_device

@@ -204,7 +204,8 @@ def _check_clip_fits(path: Path, count: int, height: int, width: int, factor: in
 
 def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
     """Pool a clip chunk by chunk as ``softpool video`` does, writing every output in one pass."""
-    from softpool_cli.media.clips import ClipError, FrameChunk, open_clip, open_writer
+    from softpool_cli.media.clip_read import ClipError, FrameChunk, open_clip
+    from softpool_cli.media.clip_write import open_writer
     from softpool_cli.media.files import atomic_outputs
     from softpool_cli.gallery.metrics import ClipScorer, window_step
     from softpool_cli.pipeline.clip import CHUNK_BYTES, Comparison, pool_windows

@@ -27,7 +27,7 @@ def blame(path: Path, action: str) -> Iterator[None]:
     """Report clip and codec failures as a one-line error naming ``path``."""
     import av
 
-    from softpool_cli.media.clips import ClipError
+    from softpool_cli.media.clip_read import ClipError
 
     try:
         yield
@@ -126,7 +126,8 @@ class ClipJob:
     def run(self, *, overwrite: bool, quiet: bool) -> ClipSummary:
         from tqdm import tqdm
 
-        from softpool_cli.media.clips import open_clip, open_writer, output_format
+        from softpool_cli.media.clip_read import open_clip
+        from softpool_cli.media.clip_write import open_writer, output_format
         from softpool_cli.media.files import atomic_outputs
 
         with blame(self.input_path, "read"):
@@ -178,7 +179,8 @@ class ClipJob:
         """Pool one chunk of frames and hand the results to the writers."""
         import numpy as np
 
-        from softpool_cli.media.clips import FrameChunk, encoded_size
+        from softpool_cli.media.clip_read import FrameChunk
+        from softpool_cli.media.clip_write import encoded_size
 
         count, height, width = chunk.pixels.shape[:3]
         if summary.frames_in == 0:
