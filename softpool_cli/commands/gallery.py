@@ -55,10 +55,9 @@ def default_jobs(device: str) -> int:
     """One worker per CPU; one worker on a GPU, where pooling is not the bottleneck."""
     if device == "cuda":
         return 1
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+    from softpool.cpu.threads import usable_cpus
+
+    return usable_cpus()
 
 
 @click.command()

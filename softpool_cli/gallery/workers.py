@@ -37,11 +37,9 @@ def _on_ctrl_c(signum: int, frame: object) -> None:
 def _init_worker(threads: int, stop: Any) -> None:
     """Share the CPUs among the workers, and let Ctrl-C stop a running job cleanly."""
     global _stop
-    import cv2
-    import torch
+    from softpool_cli.cpu import limit_threads
 
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
+    limit_threads(threads)
     _stop = stop
     # Workers start with Ctrl-C ignored (see `execute`): from here on it interrupts a job.
     signal.signal(signal.SIGINT, _on_ctrl_c)
@@ -83,7 +81,9 @@ def execute(jobs: Sequence[Job], workers: int, debug: bool) -> Iterator[tuple[in
 
     context = multiprocessing.get_context("spawn")
     workers = min(workers, len(jobs))
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    from softpool_cli.cpu import share
+
+    threads = share(workers)
     stop = context.Event()
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=(threads, stop)
