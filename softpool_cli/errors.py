@@ -80,3 +80,31 @@ def report_errors(debug: bool = False) -> Iterator[None]:
             raise
         click.echo(f"Error: {describe_failure(error)}", err=True)
         raise click.exceptions.Exit(1) from None
+
+
+def run_tasks(tasks, work, report, *, debug: bool = False) -> int:
+    """Run ``work(task)`` for each task, passing each outcome to ``report``; return the failures.
+
+    A task that fails is told in one line naming its file, and the others go on. Click's own
+    usage errors and Ctrl-C stop the run.
+
+    Args:
+        tasks: Objects with a ``source`` attribute (the file messages name).
+        work: Does one task and returns its outcome.
+        report: Called with each outcome.
+        debug: Re-raise instead, so the full traceback is shown.
+    """
+    failed = 0
+    for task in tasks:
+        try:
+            outcome = work(task)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:
+            if debug:
+                raise
+            click.echo(f"Error: {describe_failure(error, task.source)}", err=True)
+            failed += 1
+            continue
+        report(outcome)
+    return failed

@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from PIL import Image, ImageOps
 
 from softpool import soft_pool2d
-from softpool_cli.media import files, images
+from softpool_cli.media import files
+from softpool_cli.media import image_read as images
 from softpool_cli.media.compare import BACKGROUND, MIN_PANEL_WIDTH, compose_comparison
 from softpool_cli.errors import MediaError
 from softpool_cli.main import cli

@@ -142,45 +142,46 @@ def run_job(job: Job) -> Outcome:
 
 
 def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
-    from softpool_cli.pipeline.image import pool_image
-    from softpool_cli.media.files import write_files_atomically
-    from softpool_cli.media.images import encode_image, read_image
+    """Pool an image as ``softpool downsample`` does, so each result is byte for byte its output."""
     from softpool_cli.gallery.metrics import image_scores
-    from softpool_cli.pixels.pool import pooled_shape
+    from softpool_cli.media.files import write_files_atomically
+    from softpool_cli.media.image_read import open_image, read_image
+    from softpool_cli.media.image_write import encode_image
+    from softpool_cli.pipeline.geometry import SpatialGeometry
+    from softpool_cli.pipeline.image import pool_image
+    from softpool_cli.pipeline.image_job import DEFAULT_COMPARE_WIDTH, ImageSettings, comparison_image, encode_result
+    from softpool_cli.pipeline.image_job import panel_size
 
     settings = job.settings
-    kernel = (settings.factor, settings.factor)
-    image = read_image(job.source)
-    height, width = image.pixels.shape[:2]
-    if 0 in pooled_shape((height, width), kernel):
-        raise MediaError(
-            job.source,
-            f"image is {width}x{height} pixels, smaller than the {settings.factor}x{settings.factor} window "
-            "(use a smaller --factor)",
-        )
-    pooled = pool_image(image.pixels, kernel, kernel, settings.methods, beta=settings.beta, device=settings.device)
+    source = open_image(job.source)
+    geometry = SpatialGeometry(kernel=(settings.factor, settings.factor))
+    image_settings = ImageSettings(geometry=geometry, beta=settings.beta, device=settings.device)
+    panel = panel_size(source.display_size, DEFAULT_COMPARE_WIDTH)
+    methods = list(dict.fromkeys([*settings.methods, "soft", "max", "avg"]))
+    pooled = pool_image(source, geometry, methods, beta=settings.beta, device=settings.device, panel_size=panel)
     # Browser formats keep their format (as `softpool downsample IN OUT` would); TIFF and BMP become PNG.
-    suffix = BROWSER_IMAGE_FORMATS.get(image.format, ".png")
+    suffix = BROWSER_IMAGE_FORMATS.get(source.format, ".png")
     contents: dict[Path, bytes] = {}
     outputs: dict[str, str] = {}
-    original_link = relative_link(job.source, job.out_dir) if image.format in BROWSER_IMAGE_FORMATS else None
+    original = read_image(job.source)  # whole and upright: for the scores (and a preview)
+    original_link = relative_link(job.source, job.out_dir) if source.format in BROWSER_IMAGE_FORMATS else None
     if original_link is None:
         preview = _output(job, "original", ".png")
-        contents[preview], _ = encode_image(image.pixels, ".png", icc_profile=image.icc_profile)
+        contents[preview], _ = encode_image(original.pixels, ".png", metadata=original.metadata)
         original_link = _relative(job, preview)
     outputs["original"] = original_link
-    for method, result in pooled.results.items():
+    for method in settings.methods:
         target = _output(job, method, suffix)
-        contents[target], _ = encode_image(result, suffix, icc_profile=image.icc_profile)
+        contents[target], _ = encode_result(source, pooled, method, suffix, image_settings)
         outputs[method] = _relative(job, target)
     target = _output(job, "compare", suffix)
-    contents[target], _ = encode_image(pooled.comparison, suffix)
+    contents[target], _ = encode_image(comparison_image(pooled, settings.beta, settings.methods), suffix)
     outputs["compare"] = _relative(job, target)
     write_files_atomically(contents, overwrite=True)
 
     scores = {}
-    for method, result in pooled.results.items():
-        score = image_scores(image.pixels, result, settings.factor)
+    for method in settings.methods:
+        score = image_scores(original.pixels, pooled.results[method].array(pooled.orientation), settings.factor)
         scores[method] = (score.psnr, score.ssim)
     return outputs, scores
 
