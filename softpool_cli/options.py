@@ -15,6 +15,10 @@ DEVICES = ("auto", "cpu", "cuda")
 METHOD_NAMES = {"soft": "SoftPool", "max": "max pooling", "avg": "average pooling"}
 
 
+class SquareWindow(tuple):
+    """A window given as a single size K: (K, K). In time, ``softpool video`` pools K frames too."""
+
+
 class WindowType(click.ParamType):
     """A window or stride: ``K`` (K x K pixels), ``KHxKW``, or with ``frames`` ``KTxKHxKW``."""
 
@@ -33,7 +37,7 @@ class WindowType(click.ParamType):
         sizes = tuple(int(part) for part in parts)
         if min(sizes) < 1:
             self.fail(f"{value!r}: sizes must be at least 1", param, ctx)
-        return (sizes[0], sizes[0]) if len(sizes) == 1 else sizes
+        return SquareWindow((sizes[0], sizes[0])) if len(sizes) == 1 else sizes
 
 
 def method_name(method: str, beta: float) -> str:
@@ -145,8 +149,10 @@ def spatial_geometry(
     scale: float | None,
     *,
     even: bool = False,
+    pools_time: bool = False,
 ):
-    """The `SpatialGeometry` of the window and size options.
+    """The `SpatialGeometry` of the window and size options (``pools_time``: a clip's frames
+    are pooled, so a 1x1 window still does something).
 
     Raises:
         click.UsageError: options that contradict each other.
@@ -165,6 +171,9 @@ def spatial_geometry(
         raise click.UsageError("--factor cannot be combined with --kernel or --stride")
     if stride is not None and kernel is None:
         raise click.UsageError("--stride needs --kernel")
+    if not sizes and (kernel or (factor, factor)) == (1, 1) and (stride is None or tuple(stride[-2:]) == (1, 1)):
+        if not pools_time:
+            raise click.UsageError("a 1x1 window pools nothing: give a larger --factor or --kernel, or a size")
     if size is not None:
         width, height = size
     if factor is not None:

@@ -27,7 +27,8 @@ from softpool import soft_pool3d
 from softpool_cli.commands import video as video_module
 from softpool_cli.pipeline import clip as clip_pipeline
 from softpool_cli.main import cli
-from softpool_cli.commands.video import resolve_window
+from softpool_cli.commands.video import time_geometry
+from softpool_cli.options import SquareWindow, spatial_geometry
 
 MEAN_RGB = np.array([0.485, 0.456, 0.406])
 STD_RGB = np.array([0.229, 0.224, 0.225])
@@ -459,7 +460,7 @@ def test_failure_midway_leaves_nothing(tmp_path, monkeypatch):
     assert_failed_cleanly(result, tmp_path, {"clip.gif"}, "clip.gif")
 
 
-@pytest.mark.parametrize("name", ["out.avi", "out.png", "out"])
+@pytest.mark.parametrize("name", ["out.avi", "out.jpg", "out"])
 def test_unsupported_output_format(tmp_path, name):
     source = write_gif(tmp_path / "clip.gif", frames_of(4, 8, 8), [50] * 4)
     assert_failed_cleanly(run(source, tmp_path / name), tmp_path, {"clip.gif"}, name)
@@ -482,9 +483,10 @@ def test_existing_output_needs_overwrite(tmp_path):
     assert len(read_gif(target)[0]) == 2
 
 
-def test_default_output_for_other_containers_is_mp4(tmp_path):
-    assert video_module.default_output(tmp_path / "talk.MOV") == tmp_path / "talk_softpool.mp4"
+def test_default_output_keeps_the_container_or_is_mp4(tmp_path):
+    assert video_module.default_output(tmp_path / "talk.MOV") == tmp_path / "talk_softpool.mov"
     assert video_module.default_output(tmp_path / "clip.webm") == tmp_path / "clip_softpool.webm"
+    assert video_module.default_output(tmp_path / "old.avi") == tmp_path / "old_softpool.mp4"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
@@ -504,13 +506,17 @@ def test_cuda_without_gpu(tmp_path):
         (None, None, None, (2, 2, 2)),
         (3, None, None, (3, 3, 3)),
         (4, 1, None, (1, 4, 4)),
-        (None, None, (3, 3), (2, 3, 3)),
+        (None, None, SquareWindow((3, 3)), (3, 3, 3)),  # --kernel 3: a cube, as --factor 3 (and downsample's 3x3)
+        (None, None, (3, 3), (2, 3, 3)),  # --kernel 3x3: pixels only, time from the default factor
+        (None, 1, SquareWindow((3, 3)), (1, 3, 3)),
         (None, 5, (2, 3), (5, 2, 3)),
         (None, None, (1, 2, 4), (1, 2, 4)),
     ],
 )
-def test_resolve_window(factor, time_factor, kernel, window):
-    assert resolve_window(factor, time_factor, kernel) == window
+def test_window_vocabulary(factor, time_factor, kernel, window):
+    time = time_geometry(factor, time_factor, kernel, None, None)
+    spatial = spatial_geometry(factor, tuple(kernel[-2:]) if kernel else None, None, False, None, None, None, None)
+    assert (time.kernel, *(spatial.kernel or (2, 2))) == window
 
 
 @pytest.mark.parametrize(

@@ -1,144 +1,178 @@
-"""``softpool video``: pool a clip in time, height and width, streamed in chunks of frames.
+"""``softpool video``: pool clips in time, height and width, decoding, pooling and encoding at once.
 
-Only Click and the standard library are imported at module level, so that
-``softpool video --help`` answers at once; NumPy, PyAV and Pillow are imported
-when the command runs, PyTorch only when it is needed (a GPU, or a pooling the
-8-bit CPU engine does not cover).
-
-The work is :mod:`softpool_cli.pipeline.clip`'s.
+Only Click and the standard library are imported at module level, so that ``--help`` answers
+at once; the work is :mod:`softpool_cli.pipeline.clip_job`'s.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 
 import click
 
-from softpool_cli.errors import report_errors
-from softpool_cli.options import WindowType, common_options, method_name, pooling_options
+from softpool_cli.errors import report_errors, run_tasks
+from softpool_cli.options import (
+    SquareWindow,
+    WindowType,
+    common_options,
+    method_name,
+    pooling_options,
+    size_options,
+    spatial_geometry,
+)
 
 DEFAULT_FACTOR = 2
 DEFAULT_OUTPUT_SUFFIX = ".mp4"  # for inputs whose container is not an output format
+CLIP_SUFFIXES = (".gif", ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".png", ".apng", ".webp")  # as clip_write's
 
 
-def resolve_window(factor: int | None, time_factor: int | None, kernel: tuple[int, ...] | None) -> tuple[int, int, int]:
-    """The (frames, height, width) window from ``--factor``, ``--time-factor`` and ``--kernel``.
+def time_geometry(factor, time_factor, kernel, stride, fps):
+    """The `TimeGeometry` of the options.
+
+    Without --time-factor, time is pooled like the picture's side: --factor N pools N frames,
+    --kernel K pools K (a K x K x K cube, as --factor), --kernel KHxKW 2 (the default factor);
+    --kernel KTxKHxKW and --stride STxSHxSW name the frames themselves.
 
     Raises:
-        click.UsageError: ``--factor`` with ``--kernel``, or ``--time-factor`` with a
-            three-part ``--kernel``.
+        click.UsageError: options that say the time window twice.
     """
-    if factor is not None and kernel is not None:
-        raise click.UsageError("--factor cannot be combined with --kernel")
-    if kernel is not None and len(kernel) == 3:
-        if time_factor is not None:
-            raise click.UsageError("--time-factor cannot be combined with a KTxKHxKW --kernel")
-        return kernel  # type: ignore[return-value]
-    spatial = kernel if kernel is not None else (factor or DEFAULT_FACTOR,) * 2
-    frames = time_factor if time_factor is not None else (factor or DEFAULT_FACTOR)
-    return (frames, *spatial)  # type: ignore[return-value]
+    from softpool_cli.pipeline.geometry import TimeGeometry
+
+    three = kernel is not None and len(kernel) == 3
+    if fps is not None and (time_factor is not None or three):
+        raise click.UsageError("--fps gives the frame rate: it cannot be combined with --time-factor or KTxKHxKW")
+    if three and time_factor is not None:
+        raise click.UsageError("--time-factor cannot be combined with a KTxKHxKW --kernel")
+    if stride is not None and len(stride) == 3 and not three:
+        raise click.UsageError("a STxSHxSW --stride needs a KTxKHxKW --kernel")
+    if fps is not None:
+        return TimeGeometry(fps=fps)
+    if three:
+        return TimeGeometry(kernel[0], stride[0] if stride is not None and len(stride) == 3 else None)
+    if time_factor is not None:
+        return TimeGeometry(time_factor)
+    if factor is not None:
+        return TimeGeometry(factor)
+    if isinstance(kernel, SquareWindow):
+        return TimeGeometry(kernel[0])
+    return TimeGeometry(DEFAULT_FACTOR)
+
+
+def default_suffix(source: str) -> str:
+    suffix = Path(source).suffix.lower()
+    return suffix if suffix in CLIP_SUFFIXES else DEFAULT_OUTPUT_SUFFIX
 
 
 def default_output(input_path: Path) -> Path:
     """``<stem>_softpool<ext>`` beside the input; MP4 for containers that are not output formats."""
-    from softpool_cli.media.clip_write import OUTPUT_FORMATS
-
-    suffix = input_path.suffix.lower()
-    suffix = suffix if suffix in OUTPUT_FORMATS else DEFAULT_OUTPUT_SUFFIX
-    return input_path.with_name(f"{input_path.stem}_softpool{suffix}")
-
-
-def _window_text(window: tuple[int, ...]) -> str:
-    return "x".join(str(size) for size in window)
+    return input_path.with_name(f"{input_path.stem}_softpool{default_suffix(str(input_path))}")
 
 
 @click.command()
-@click.argument("input_path", metavar="IN", type=click.Path(path_type=Path))
-@click.argument("output_path", metavar="[OUT]", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--factor", type=click.IntRange(min=1), default=None,
-    help=f"Pool NxN pixel windows with stride N, dividing width and height by N.  [default: {DEFAULT_FACTOR}]",
-)
-@click.option(
-    "--time-factor", type=click.IntRange(min=1), default=None,
-    help="Frames per window (and stride), dividing the frame rate by T; 1 pools each frame on its own.  "
-    "[default: the factor]",
-)
-@click.option(
-    "--kernel", type=WindowType(frames=True), metavar="K|KHxKW|KTxKHxKW", default=None,
-    help="Pooling window instead of --factor: K or KHxKW pixels, or KTxKHxKW frames x pixels. "
-    "The stride is the window.",
-)
+@click.argument("arguments", metavar="IN... [OUT]", nargs=-1, required=True)
+@click.option("--output-dir", "-o", metavar="DIR", default=None, help="Write every result into DIR (created if missing), under its input's name.")
+@click.option("--recursive", "-r", is_flag=True, help="Process the clips in folders given as IN, and their subfolders.")
+@click.option("--factor", type=click.IntRange(min=1), default=None, help="Pool N frames x NxN pixels with stride N: 1/N of the width, height and frame rate.  [default: 2]")
+@click.option("--time-factor", type=click.IntRange(min=1), default=None, help="Frames per window (and stride); 1 pools each frame on its own.  [default: as the window's side]")
+@click.option("--kernel", type=WindowType(frames=True), default=None, help="Window: K (K frames x KxK pixels), KHxKW (pixels; frames from --time-factor, default 2) or KTxKHxKW.")
+@click.option("--stride", type=WindowType(frames=True), default=None, help="Step between windows: S or SHxSW pixels, or STxSHxSW.  [default: the kernel]")
+@click.option("--fps", type=click.FloatRange(min=0, min_open=True), default=None, help="Output frame rate: each output frame pools the input frames of its 1/FPS seconds, instead of --time-factor.")
+@size_options
 @pooling_options
-@click.option(
-    "--compare", "compare_path", type=click.Path(path_type=Path), default=None,
-    help="Also write a clip comparing the original, SoftPool, max and avg pooling side by side.",
-)
+@click.option("--crf", type=click.IntRange(0, 63), default=None, help="Constant quality of H.264 (0-51, default 20) or VP9 (0-63, default 32); lower is better.")
+@click.option("--preset", default=None, help="x264 preset (ultrafast ... veryslow, default medium) or VP9 cpu-used (0-8, default 4).")
+@click.option("--format", "output_format", default=None, metavar="EXT", help="Output container (mp4, mov, mkv, webm, gif, png for APNG, webp) instead of OUT's extension; OUT '-' takes mkv, webm or gif.")
+@click.option("--compare", "compare_path", type=click.Path(path_type=Path), default=None, help="Also write a clip comparing the original, SoftPool, max and avg pooling side by side (one IN only).")
+@click.option("--compare-width", type=click.IntRange(min=16), default=960, show_default=True, help="Largest width of each comparison panel.")
+@click.option("--max-pixels", type=click.IntRange(min=0), default=200_000_000, show_default=True, envvar="SOFTPOOL_MAX_PIXELS", show_envvar=True, help="Refuse clips with larger frames before decoding them; 0 = no limit.")
 @common_options
-def video(
-    input_path: Path,
-    output_path: Path | None,
-    factor: int | None,
-    time_factor: int | None,
-    kernel: tuple[int, ...] | None,
-    method: str,
-    beta: float,
-    compare_path: Path | None,
-    device: str,
-    overwrite: bool,
-    quiet: bool,
-    debug: bool,
-) -> None:
-    """Downsample the clip IN in time, height and width into OUT (GIF, MP4 or WebM).
-
-    IN is a GIF, animated PNG/WebP, or any clip PyAV reads (MP4, MOV, WebM, MKV,
-    AVI). OUT defaults to IN_softpool with IN's extension (MP4 for other
-    containers), beside IN. With --factor 2, every 2x2x2 window of 2 frames x 2x2
-    pixels becomes one pixel: half the width, height and frame rate, same duration.
+def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride, fps, target_width, target_height,
+          target_size, target_scale, method, beta, device, crf, preset, output_format, compare_path, compare_width,
+          max_pixels, overwrite, quiet, debug) -> None:  # fmt: skip
+    """Downsample clips in time, height and width with SoftPool.
 
     \b
-    Timing: each output frame lasts as long as its window's frames together; GIF
-    keeps its loop count; MP4/WebM frame rate = input rate / time factor. A last
-    window with fewer frames pools the frames there are. Rows and columns that do
-    not fill a window are dropped, as max pooling does. MP4 (H.264, yuv420p) needs
-    even sizes: an odd width or height gets one more column or row, a copy of the
-    last. The audio track is kept in MP4 and WebM. GIF stores 256 colours per
-    frame (a fast octree palette, no dithering): for full colour, write MP4 or WebM.
+    softpool video IN [OUT]          OUT defaults to IN_softpool.EXT beside IN
+    softpool video IN... -o DIR      every IN into DIR (also: a folder as the last argument)
+    softpool video - - --format mkv < in.mkv > out.mkv
+
+    IN is a GIF, animated PNG/WebP, or any clip PyAV reads (MP4, MOV, WebM, MKV, AVI). With
+    --factor 2, every window of 2 frames x 2x2 pixels becomes one pixel: half the width,
+    height and frame rate, same duration. --kernel K means K x K pixels as in downsample.
+    A size (--width, --height, --size, --scale) pools adaptive windows where it does not
+    divide the frames' (see downsample --help); --fps pools the frames of each output frame's
+    time span. Decoding, pooling and encoding run at the same time.
+
+    \b
+    Timing: each output frame lasts as long as its window's frames together; GIF, APNG and
+    WebP keep the loop count; a last window with fewer frames pools the frames there are.
+    H.264 (MP4, MOV, MKV) needs even sizes: an odd width or height gets one more column or
+    row, a copy of the last. The audio track is kept in MP4, MOV, MKV and WebM. GIF stores
+    256 colours per frame: for full colour, write MP4, MKV or WebM.
 
     \b
     Examples:
       softpool video clip.gif --factor 2
       softpool video clip.mp4 small.mp4 --compare cmp.mp4
-      softpool video talk.mov half.mp4 --time-factor 1
+      softpool video talk.mov half.mp4 --time-factor 1 --crf 23 --preset fast
+      softpool video clip.mp4 --width 640 --fps 12
     """
     started = time.perf_counter()
     if not math.isfinite(beta):
         raise click.BadParameter("must be finite", param_hint="'--beta'")
-    window = resolve_window(factor, time_factor, kernel)
-    output_path = output_path if output_path is not None else default_output(input_path)
+    time_windows = time_geometry(factor, time_factor, kernel, stride, fps)
+    pools_time = time_windows.fps is not None or time_windows.kernel > 1 or (time_windows.stride or 1) > 1
+    spatial_kernel = tuple(kernel[-2:]) if kernel is not None else None
+    spatial_stride = tuple(stride[-2:]) if stride is not None else None
+    spatial = spatial_geometry(factor, spatial_kernel, spatial_stride, False, target_width, target_height,
+                               target_size, target_scale, even=True, pools_time=pools_time)  # fmt: skip
+    suffix = None
+    if output_format is not None:
+        suffix = "." + output_format.lower().lstrip(".")
+        if suffix not in CLIP_SUFFIXES:
+            raise click.BadParameter(f"{output_format!r} is not one of {', '.join(s[1:] for s in CLIP_SUFFIXES)}", param_hint="'--format'")
 
     with report_errors(debug):
-        from softpool_cli.media.clip_write import OUTPUT_FORMATS
-        from softpool_cli.media.files import check_job_paths
-        from softpool_cli.pipeline.clip import ClipJob
-        from softpool_cli.pixels.pool import resolve_device
+        from softpool_cli.media.discovery import classify
+        from softpool_cli.pipeline.clip_job import ClipSettings, video_one
+        from softpool_cli.pipeline.targets import plan_tasks
+        from softpool_cli.pixels.devices import resolve_device
 
-        check_job_paths(input_path, output_path, compare_path, extensions=OUTPUT_FORMATS, overwrite=overwrite)
-        device = resolve_device(device)
-        job = ClipJob(input_path, output_path, compare_path, window, method, beta, device)
-        summary = job.run(overwrite=overwrite, quiet=quiet)
+        tasks = plan_tasks(arguments, output_dir, recursive=recursive, suffix_for=lambda s: suffix or default_suffix(s),
+                           wanted=lambda path: classify(path) == "clip")  # fmt: skip
+        if compare_path is not None and len(tasks) > 1:
+            raise click.UsageError("--compare writes one comparison: give one IN")
+        if output_dir is not None:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+        settings = ClipSettings(
+            spatial=spatial, time=time_windows, method=method, beta=beta, device=resolve_device(device), crf=crf,
+            preset=preset, format=suffix, overwrite=overwrite, compare=str(compare_path) if compare_path else None,
+            compare_width=compare_width, max_pixels=max_pixels, quiet=quiet,
+        )  # fmt: skip
 
-    if not quiet:
-        for note in summary.notes:
+    to_stdout = any(task.writes_stdout for task in tasks)
+    echo = (lambda text: click.echo(text, err=True)) if to_stdout else click.echo
+
+    def report(outcome) -> None:
+        if quiet:
+            return
+        for note in outcome.notes:
             click.echo(f"Note: {note}", err=True)
-        click.echo(
-            f"{input_path} {summary.size_in}, {summary.frames_in} frames -> {output_path} {summary.size_out}, "
-            f"{summary.frames_out} frames: {method_name(method, beta)}, window {_window_text(window)} (frames x height x width), "
-            f"on {device}; {time.perf_counter() - started:.2f} s"
+        (w, h), (ow, oh) = outcome.size_in, outcome.size_out
+        echo(
+            f"{outcome.source} {w}x{h}, {outcome.frames_in} frames -> {outcome.target} {ow}x{oh}, "
+            f"{outcome.frames_out} frames: {method_name(method, beta)}, {time_windows.describe()} x "
+            f"{spatial.describe()}, on {settings.device}; {time.perf_counter() - started:.2f} s"
         )
-        if compare_path is not None:
-            click.echo(f"comparison -> {compare_path}")
 
-
+    failed = run_tasks(tasks, lambda task: video_one(task, settings), report, debug=debug)
+    if len(tasks) > 1 and not quiet:
+        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
+    elif not quiet and compare_path is not None and not failed:
+        echo(f"comparison -> {compare_path}")
+    if failed:
+        sys.stdout.flush()
+        raise click.exceptions.Exit(1)

@@ -189,31 +189,19 @@ def _make_image(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]
 # ------------------------------------------------------------------------------- clips
 
 
-def _check_clip_fits(path: Path, count: int, height: int, width: int, factor: int) -> None:
-    """Refuse a clip smaller than one window (``count`` is the first chunk's length, at least
-    one window unless the clip is shorter)."""
-    if count < factor:
-        raise MediaError(
-            path, f"clip has {count} frame(s), fewer than the {factor}-frame window (use a smaller --factor)"
-        )
-    if height < factor or width < factor:
-        raise MediaError(
-            path,
-            f"frames are {width}x{height} pixels, smaller than the {factor}x{factor} window (use a smaller --factor)",
-        )
-
-
 def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]]:
-    """Pool a clip chunk by chunk as ``softpool video`` does, writing every output in one pass."""
-    from softpool_cli.media.clip_read import ClipError, FrameChunk, open_clip
-    from softpool_cli.media.clip_write import open_writer
-    from softpool_cli.media.files import atomic_outputs
+    """Pool a clip as ``softpool video`` does (each result byte for byte its GIF output, the
+    comparison its ``--compare`` MP4), writing every output in one pass."""
     from softpool_cli.gallery.metrics import ClipScorer, window_step
-    from softpool_cli.pipeline.clip import CHUNK_BYTES, Comparison, pool_windows
+    from softpool_cli.media.clip_read import ClipError, open_clip
+    from softpool_cli.media.clip_write import EncoderSettings, open_writer
+    from softpool_cli.media.files import atomic_outputs
+    from softpool_cli.pipeline.clip import Output, pool_clip
+    from softpool_cli.pipeline.clip_job import COMPARE_ENCODER, ClipSettings
 
     settings = job.settings
     factor = settings.factor
-    window = (factor, factor, factor)  # (frames, height, width)
+    clip_settings = ClipSettings()
     try:
         reader = open_clip(job.source)
     except ClipError as error:
@@ -227,53 +215,36 @@ def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]
             targets["original"] = _output(job, "original", ".gif")  # GitHub shows no MP4 in <img>
         windows = -(-info.frame_count // factor) if info.frame_count else None
         scorers = {method: ClipScorer(factor, factor, window_step(windows)) for method in settings.methods}
-        windows_per_chunk = max(1, min(64, CHUNK_BYTES // max(1, factor * info.width * info.height * 3)))
-        frames_in = 0
-        comparison: Comparison | None = None
+
+        def score(frames, results, _windows) -> None:
+            for method, scorer in scorers.items():
+                scorer.add(frames, results[method])
+
+        timing = {"fps": info.fps / factor, "time_base": info.time_base, "loop": info.loop}
         with atomic_outputs(*targets.values(), overwrite=True) as temporaries:
-            writers = {
-                role: open_writer(
-                    temporary, CLIP_COMPARISON_FORMAT if role == "compare" else "gif",
-                    fps=info.fps / factor, time_base=info.time_base, loop=info.loop,
-                )
-                for role, temporary in zip(targets, temporaries)
-            }
+            outputs = []
+            for role, temporary in zip(targets, temporaries):
+                if role == "compare":
+                    writer = open_writer(temporary, CLIP_COMPARISON_FORMAT, encoder=EncoderSettings(**COMPARE_ENCODER), **timing)
+                else:
+                    writer = open_writer(temporary, "gif", **timing)
+                outputs.append(Output(role, writer, str(targets[role])))
             try:
-                for chunk in reader.chunks(windows_per_chunk * factor):
-                    count, height, width = chunk.pixels.shape[:3]
-                    if frames_in == 0:
-                        _check_clip_fits(job.source, count, height, width, factor)
-                        comparison = Comparison(height, width, settings.methods, settings.beta)
-                    frames_in += count
-                    if "original" in writers:
-                        writers["original"].write(chunk)
-                    results = {
-                        method: pool_windows(chunk.pixels, window, method, settings.beta, settings.device)
-                        for method in settings.methods
-                    }  # each (ceil(T / factor), H', W', 3)
-                    starts = chunk.starts[::factor]
-                    durations = np.add.reduceat(chunk.durations, np.arange(0, count, factor))
-                    for method, pooled in results.items():
-                        writers[method].write(FrameChunk(pooled, starts, durations))
-                        scorers[method].add(chunk.pixels, pooled)
-                    composed = comparison.frames(chunk.pixels[::factor], results)  # type: ignore[union-attr]
-                    writers["compare"].write(FrameChunk(composed, starts, durations))
-                for writer in writers.values():
-                    writer.close()
+                pool_clip(reader, str(job.source), clip_settings.spatial.__class__(kernel=(factor, factor), even=True),
+                          clip_settings.time.__class__(factor), outputs, beta=settings.beta, device=settings.device,
+                          scorer=score, compare_width=clip_settings.compare_width)  # fmt: skip
             except BaseException:
-                for writer in writers.values():
-                    writer.abort()
+                for output in outputs:
+                    output.writer.abort()
                 raise
-    except ClipError as error:
-        raise MediaError(job.source, str(error)) from None
     finally:
         reader.close()
 
-    outputs = {role: _relative(job, path) for role, path in targets.items()}
+    outputs_map = {role: _relative(job, path) for role, path in targets.items()}
     if original_link is not None:
-        outputs["original"] = original_link
+        outputs_map["original"] = original_link
     scores = {}
     for method, scorer in scorers.items():
         result = scorer.result()
         scores[method] = (result.psnr, result.ssim)
-    return outputs, scores
+    return outputs_map, scores

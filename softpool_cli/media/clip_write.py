@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from fractions import Fraction
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,35 +19,68 @@ from PIL import GifImagePlugin, Image
 
 from softpool_cli.media.clip_read import ClipError, FrameChunk
 
-OUTPUT_FORMATS = {".gif": "gif", ".mp4": "mp4", ".webm": "webm"}
-# Audio codecs each output container takes as they are; anything else is re-encoded.
-_AUDIO_COPY = {"mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"}, "webm": {"opus", "vorbis"}}
-_AUDIO_ENCODER = {"mp4": "aac", "webm": "libopus"}
-_VIDEO_ENCODER = {
-    # x264's defaults apart from a slightly lower CRF (pooled clips are small, keep them crisp)
-    # and MB-tree off: with it, this x264 writes different bytes on each run of the same input,
-    # and a gallery regenerated from the same samples should not change.
-    "mp4": ("libx264", {"crf": "20", "preset": "medium", "x264-params": "mbtree=0", "movflags": "+faststart"}),
-    # VP9 at constant quality; cpu-used 4 trades a little size for a several-fold speed-up.
-    "webm": ("libvpx-vp9", {"crf": "32", "b:v": "0", "cpu-used": "4", "row-mt": "1"}),
+# Output container by extension (FFmpeg's muxer names; "gif" is written through Pillow).
+OUTPUT_FORMATS = {
+    ".gif": "gif", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm",
+    ".png": "apng", ".apng": "apng", ".webp": "webp",
+}  # fmt: skip
+# Containers that stream (no index to write at the end): what standard output can take.
+STREAMABLE_FORMATS = {"matroska", "webm", "gif"}
+# Audio codecs each container takes as they are; anything else is re-encoded. None: no audio.
+_AUDIO_COPY = {
+    "mp4": {"aac", "mp3", "alac", "opus", "ac3", "eac3", "flac"},
+    "mov": {"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"},
+    "matroska": {"aac", "mp3", "opus", "vorbis", "flac", "ac3", "eac3", "pcm_s16le"},
+    "webm": {"opus", "vorbis"},
 }
+_AUDIO_ENCODER = {"mp4": "aac", "mov": "aac", "matroska": "libopus", "webm": "libopus"}
+# x264's defaults apart from a slightly lower CRF (pooled clips are small, keep them crisp) and
+# MB-tree off: with it, this x264 writes different bytes on each run of the same input, and a
+# gallery regenerated from the same samples should not change.
+DEFAULT_X264 = {"crf": 20, "preset": "medium"}
+# VP9 at constant quality; cpu-used 4 trades a little size for a several-fold speed-up.
+DEFAULT_VP9 = {"crf": 32, "preset": "4"}
+_CODECS = {"mp4": "libx264", "mov": "libx264", "matroska": "libx264", "webm": "libvpx-vp9", "apng": "apng",
+           "webp": "libwebp_anim"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """Quality of the encoded clips: CRF and preset (x264's names; VP9's cpu-used 0-8)."""
+
+    crf: int | None = None  # None: the codec's default above
+    preset: str | None = None
+    quality: int = 90  # animated WebP
+
+
+def _video_options(format_name: str, settings: EncoderSettings) -> dict[str, str]:
+    codec = _CODECS[format_name]
+    if codec == "libx264":
+        crf = DEFAULT_X264["crf"] if settings.crf is None else settings.crf
+        return {"crf": str(crf), "preset": settings.preset or DEFAULT_X264["preset"], "x264-params": "mbtree=0"}
+    if codec == "libvpx-vp9":
+        crf = DEFAULT_VP9["crf"] if settings.crf is None else settings.crf
+        return {"crf": str(crf), "b:v": "0", "cpu-used": settings.preset or DEFAULT_VP9["preset"], "row-mt": "1"}
+    if codec == "libwebp_anim":
+        return {"quality": str(settings.quality)}
+    return {}
 
 
 
 
 
 def output_format(path: Path) -> str | None:
-    """"gif", "mp4" or "webm" from the file's extension, None for any other."""
+    """The container of :data:`OUTPUT_FORMATS` for the file's extension, None for any other."""
     return OUTPUT_FORMATS.get(path.suffix.lower())
 
 
 def encoded_size(width: int, height: int, format_name: str) -> tuple[int, int]:
     """Frame size a format stores for frames of ``width`` x ``height``.
 
-    H.264 in yuv420p needs even sizes, so MP4 adds one column and/or row, a copy of the
-    last one; GIF and VP9 store any size. Frames are never resized.
+    H.264 in yuv420p needs even sizes, so MP4, MOV and MKV add one column and/or row, a copy
+    of the last one; GIF, VP9, APNG and WebP store any size. Frames are never resized.
     """
-    if format_name == "mp4":
+    if _CODECS.get(format_name) == "libx264":
         return width + width % 2, height + height % 2
     return width, height
 
@@ -59,21 +93,26 @@ def open_writer(
     time_base: Fraction,
     loop: int | None = 0,
     audio_stream: Any = None,
+    encoder: EncoderSettings | None = None,
 ) -> GifWriter | EncodedWriter:
     """A writer for ``path`` in ``format_name``; the frame size is taken from the first frames.
 
     Args:
         path: file to write (the caller's temporary file: the format is not guessed from it).
-        format_name: "gif", "mp4" or "webm".
-        fps: nominal frame rate of the written clip (MP4/WebM).
+        format_name: a value of :data:`OUTPUT_FORMATS`.
+        fps: nominal frame rate of the written clip.
         time_base: unit of the timestamps and durations of the chunks passed to ``write``.
-        loop: GIF loop count (0 = forever, None = play once).
+        loop: loop count of GIF, APNG and WebP (0 = forever, None = play once).
         audio_stream: a PyAV audio stream of the input whose packets will be passed to
-            ``write_audio`` (MP4/WebM only; GIF has no audio).
+            ``write_audio`` (containers with audio only).
+        encoder: CRF, preset and quality.
     """
     if format_name == "gif":
         return GifWriter(path, time_base=time_base, loop=loop)
-    return EncodedWriter(path, format_name, fps=fps, time_base=time_base, audio_stream=audio_stream)
+    return EncodedWriter(
+        path, format_name, fps=fps, time_base=time_base, audio_stream=audio_stream, loop=loop,
+        encoder=encoder or EncoderSettings(),
+    )  # fmt: skip
 
 
 def _to_palette(frame: np.ndarray) -> Image.Image:
@@ -206,23 +245,37 @@ class _AudioTrack:
 
 
 class EncodedWriter:
-    """Writes MP4 (H.264, yuv420p) or WebM (VP9, yuv420p) through PyAV.
+    """Writes MP4, MOV and MKV (H.264, yuv420p), WebM (VP9, yuv420p), APNG and animated WebP
+    through PyAV.
 
     Each frame keeps its timestamp and its duration (the last frame's too), so the clip
     keeps its length and variable frame timing; ``fps`` is the stream's nominal rate.
     """
 
     def __init__(
-        self, path: Path, format_name: str, *, fps: Fraction, time_base: Fraction, audio_stream: Any
+        self,
+        path: Path,
+        format_name: str,
+        *,
+        fps: Fraction,
+        time_base: Fraction,
+        audio_stream: Any,
+        loop: int | None = 0,
+        encoder: EncoderSettings | None = None,
     ) -> None:
         self._format = format_name
         self._fps = fps
         self._time_base = time_base
-        self._audio_source = audio_stream
-        codec, options = _VIDEO_ENCODER[format_name]
-        container_options = {k: v for k, v in options.items() if k == "movflags"}
-        self._codec = codec
-        self._codec_options = {k: v for k, v in options.items() if k != "movflags"}
+        self._codec = _CODECS[format_name]
+        self._audio_source = audio_stream if format_name in _AUDIO_ENCODER else None
+        self._codec_options = _video_options(format_name, encoder or EncoderSettings())
+        container_options = {}
+        if format_name in ("mp4", "mov"):
+            container_options["movflags"] = "+faststart"
+        elif format_name == "apng":
+            container_options["plays"] = str(loop or 0) if loop is not None else "1"
+        elif format_name == "webp":
+            container_options["loop"] = str(loop or 0) if loop is not None else "1"
         try:
             self._container = av.open(str(path), "w", format=format_name, options=container_options)
         except (av.FFmpegError, OSError) as error:
@@ -236,7 +289,7 @@ class EncodedWriter:
     def _open_streams(self, width: int, height: int) -> None:
         video = self._container.add_stream(self._codec, rate=self._fps, options=self._codec_options)
         video.width, video.height = encoded_size(width, height, self._format)
-        video.pix_fmt = "yuv420p"
+        video.pix_fmt = {"apng": "rgb24", "libwebp_anim": "yuv420p"}.get(self._format if self._format == "apng" else self._codec, "yuv420p")
         # Timestamps stay in the input's time base, so variable frame timing survives.
         video.codec_context.time_base = self._time_base
         video.time_base = self._time_base

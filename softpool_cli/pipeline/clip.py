@@ -1,231 +1,363 @@
-"""One clip from input file to output files: decode, pool, compare and encode, chunk by chunk.
+"""One clip through three stages at once: decoding, pooling and encoding, on bounded queues.
 
-Frames are decoded, pooled and encoded a few temporal windows at a time, so peak memory
-depends on the frame size, not on the clip's length. :func:`pool_windows` and
-:class:`Comparison` are also the clip steps of ``softpool gallery``.
+A reader thread decodes frames (and passes the audio packets along, in order), the calling
+thread pools windows of frames as soon as they are complete, and a writer thread encodes.
+Decoders, encoders and the pixel engine release the GIL, so the stages overlap on several
+cores; the queues hold a few chunks each, so memory is set by the chunk size, not by the
+clip's length. A failure in any stage stops the others and is raised in the calling thread.
+
+`pool_clip` serves ``softpool video`` and the gallery: each output (a method's result, a
+comparison) is a writer, fed the pooled frames with their timing.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from softpool_cli.errors import MediaError
+import numpy as np
 
-# Decoded frames pooled at once (whole windows, at least one): about 4 frames of 1080p. The
-# PyTorch path needs several times this in float32; the 8-bit engine needs no copy.
+from softpool_cli.errors import MediaError, SoftpoolError
+from softpool_cli.pipeline.geometry import SpatialGeometry, TimeGeometry, TimeWindows
+from softpool_cli.pixels.windows import AxisWindows
+
+# Decoded frames pooled at once (whole windows, at least one): about 4 frames of 1080p.
 CHUNK_BYTES = 32 * 2**20
-MAX_COMPARE_PANEL_WIDTH = 960  # four panels of 1080p would make a clip too wide to play
-
-
-@contextlib.contextmanager
-def blame(path: Path, action: str) -> Iterator[None]:
-    """Report clip and codec failures as a one-line error naming ``path``."""
-    import av
-
-    from softpool_cli.media.clip_read import ClipError
-
-    try:
-        yield
-    except ClipError as error:
-        raise MediaError(path, str(error)) from None
-    except av.FFmpegError as error:
-        raise MediaError(path, f"cannot {action} ({error.strerror or error})") from None
-
-
-def pool_windows(pixels: Any, window: tuple[int, int, int], method: str, beta: float, device: str) -> Any:
-    """Pool (T, H, W, 3) frames in windows of ``window`` (frames, height, width), stride = window.
-
-    A last, shorter group of frames is pooled as one window of the frames there are (max
-    pooling's ceil_mode in time); rows and columns that do not fill a window are dropped.
-    """
-    import numpy as np
-
-    from softpool_cli.pixels.pool import pool_array
-
-    frames, height, width = window
-    whole = len(pixels) - len(pixels) % frames
-    parts = []
-    if whole:
-        parts.append(pool_array(pixels[:whole], window, method=method, beta=beta, device=device))
-    if whole < len(pixels):
-        rest = (len(pixels) - whole, height, width)
-        parts.append(pool_array(pixels[whole:], rest, method=method, beta=beta, device=device))
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)  # (ceil(T / KT), H', W', 3)
-
-
-class Comparison:
-    """Builds comparison frames: the first original frame of each window, then each method's
-    pooled frame, labelled, every panel at one display size.
-
-    Frames wider than :data:`MAX_COMPARE_PANEL_WIDTH` are shown at that width (the original
-    area-averaged down, so it does not alias); smaller ones as the image comparison shows them.
-
-    Args:
-        frame_height: Height of the original frames.
-        frame_width: Width of the original frames.
-        methods: The pooling methods of the panels after the original, in order.
-        beta: SoftPool's β, named in its label when it is not 1.
-    """
-
-    def __init__(self, frame_height: int, frame_width: int, methods: Sequence[str], beta: float = 1.0) -> None:
-        from softpool_cli.media.compare import ComparisonLayout, comparison_labels
-
-        panel = None  # the layout's default: the frame's size, enlarged if it is small
-        if frame_width > MAX_COMPARE_PANEL_WIDTH:
-            scale = MAX_COMPARE_PANEL_WIDTH / frame_width
-            panel = (max(1, round(frame_height * scale)), MAX_COMPARE_PANEL_WIDTH)
-        self.methods = tuple(methods)
-        self._layout = ComparisonLayout(frame_height, frame_width, comparison_labels(self.methods, beta), panel_size=panel)
-        self._shrink_to = panel
-
-    def frames(self, originals: Any, results: dict[str, Any]) -> Any:
-        """Compose (T', H, W, 3) comparison frames from T' originals and each method's T' pooled frames."""
-        import cv2
-        import numpy as np
-
-        composed = []
-        for index, original in enumerate(originals):
-            if self._shrink_to is not None:
-                # Area averaging, not nearest neighbour (the layout's choice): the original should not alias.
-                original = cv2.resize(original, self._shrink_to[::-1], interpolation=cv2.INTER_AREA)
-            panels = [original] + [results[method][index] for method in self.methods]
-            composed.append(self._layout.compose(panels))
-        return np.stack(composed)  # (T', H, W, 3)
+# Chunks each queue holds: enough to keep every stage busy, few enough to bound memory.
+QUEUE_CHUNKS = 2
+MAX_COMPARE_PANEL_WIDTH = 960  # four panels side by side stay under H.264's 4096-pixel width
 
 
 @dataclass
-class ClipSummary:
-    """What a run did, for the closing line."""
+class ClipStats:
+    """What a run did, for the summary line."""
 
     frames_in: int = 0
     frames_out: int = 0
-    size_in: str = "?"
-    size_out: str = "?"
-    notes: list[str] = field(default_factory=list)
+    size_in: tuple[int, int] | None = None  # (width, height)
+    size_out: tuple[int, int] | None = None
 
 
 @dataclass
-class ClipJob:
-    """One run of the command: decode, pool and encode chunk by chunk."""
+class Output:
+    """One thing to write: ``write(chunk)`` for each chunk of pooled frames, ``close()`` at the end.
 
-    input_path: Path
-    output_path: Path
-    compare_path: Path | None
-    window: tuple[int, int, int]
+    ``method`` names the pooling ("soft", "max", "avg"), or "compare" for the side-by-side
+    comparison, or "original" for every frame of the input as it is.
+    """
+
     method: str
-    beta: float
-    device: str
-    _format: str = field(init=False, default="mp4")
-    _comparison: Comparison | None = field(init=False, default=None)
+    writer: Any
+    path: str
 
-    def run(self, *, overwrite: bool, quiet: bool) -> ClipSummary:
-        from tqdm import tqdm
 
-        from softpool_cli.media.clip_read import open_clip
-        from softpool_cli.media.clip_write import open_writer, output_format
-        from softpool_cli.media.files import atomic_outputs
+@dataclass
+class _Failure:
+    error: BaseException
+    stage: str
 
-        with blame(self.input_path, "read"):
-            reader = open_clip(self.input_path)
-        info = reader.info
-        summary = ClipSummary()
-        self._format = output_format(self.output_path) or "mp4"
-        keep_audio = info.audio_codec is not None and self._format != "gif"
-        if info.audio_codec is not None and self._format == "gif":
-            summary.notes.append(f"{self.output_path}: GIF has no audio; the audio track is not kept")
-        frames = self.window[0]
-        windows_per_chunk = max(1, min(64, CHUNK_BYTES // max(1, frames * info.width * info.height * 3)))
-        targets = [self.output_path] + ([self.compare_path] if self.compare_path is not None else [])
-        timing = {"fps": info.fps / frames, "time_base": info.time_base, "loop": info.loop}
-        progress = tqdm(
-            total=info.frame_count, unit="frame", desc=self.input_path.name, leave=False,
-            disable=quiet or not sys.stderr.isatty(), file=sys.stderr,
-        )
-        writers: list[Any] = []
+
+class _Stage(threading.Thread):
+    """A thread that runs ``work``, keeps what it raised, and then stops the other stages."""
+
+    def __init__(self, name: str, work: Callable[[], None], failures: list, stop: threading.Event) -> None:
+        super().__init__(name=name, daemon=True)
+        self._work = work
+        self._failures = failures
+        self._stop_event = stop
+
+    def run(self) -> None:
         try:
-            with atomic_outputs(*targets, overwrite=overwrite) as temporaries:
-                with blame(self.output_path, "write"):
-                    audio = reader.audio_stream if keep_audio else None
-                    writers.append(open_writer(temporaries[0], self._format, audio_stream=audio, **timing))
-                if self.compare_path is not None:
-                    with blame(self.compare_path, "write"):
-                        writers.append(open_writer(temporaries[1], output_format(self.compare_path), **timing))
-                sink = writers[0].write_audio if keep_audio else None
-                chunks = reader.chunks(windows_per_chunk * frames, audio_sink=sink)
-                while True:
-                    with blame(self.input_path, "read"):
-                        chunk = next(chunks, None)
-                    if chunk is None:
-                        break
-                    self._process(chunk, writers, summary)
-                    progress.update(len(chunk.pixels))
-                for path, writer in zip(targets, writers):
-                    with blame(path, "write"):
-                        writer.close()
-                writers.clear()
-        finally:
-            progress.close()
-            for writer in writers:
-                writer.abort()
-            reader.close()
-        return summary
-
-    def _process(self, chunk: Any, writers: list[Any], summary: ClipSummary) -> None:
-        """Pool one chunk of frames and hand the results to the writers."""
-        import numpy as np
-
-        from softpool_cli.media.clip_read import FrameChunk
-        from softpool_cli.media.clip_write import encoded_size
-
-        count, height, width = chunk.pixels.shape[:3]
-        if summary.frames_in == 0:
-            _check_fits(self.input_path, count, height, width, self.window)
-            summary.size_in = f"{width}x{height}"
-        summary.frames_in += count
-        methods = ["soft", "max", "avg"] if self.compare_path is not None else [self.method]
-        results = {name: pool_windows(chunk.pixels, self.window, name, self.beta, self.device) for name in methods}
-        pooled = results[self.method]
-        frames = self.window[0]
-        starts = chunk.starts[::frames]
-        durations = np.add.reduceat(chunk.durations, np.arange(0, count, frames))  # each window's total
-        with blame(self.output_path, "write"):
-            writers[0].write(FrameChunk(pooled, starts, durations))
-        if summary.frames_out == 0:
-            pooled_size = (pooled.shape[2], pooled.shape[1])
-            encoded = encoded_size(*pooled_size, self._format)  # type: ignore[arg-type]
-            summary.size_out = f"{encoded[0]}x{encoded[1]}"
-            if encoded != pooled_size:
-                summary.notes.append(
-                    f"{self.output_path}: H.264 needs an even width and height; the pooled "
-                    f"{pooled_size[0]}x{pooled_size[1]} frames got their last column/row repeated"
-                )
-        summary.frames_out += len(pooled)
-        if self.compare_path is not None:
-            if self._comparison is None:
-                self._comparison = Comparison(height, width, ("soft", "max", "avg"), self.beta)
-            composed = self._comparison.frames(chunk.pixels[::frames], results)
-            with blame(self.compare_path, "write"):
-                writers[1].write(FrameChunk(composed, starts, durations))
+            self._work()
+        except BaseException as error:  # handed to the calling thread
+            self._failures.append(_Failure(error, self.name))
+            self._stop_event.set()
 
 
-def _check_fits(path: Path, count: int, height: int, width: int, window: tuple[int, int, int]) -> None:
-    """Refuse a clip smaller than one window (``count`` is the first chunk's length, which is
-    at least one window unless the clip is shorter)."""
-    frames, kernel_height, kernel_width = window
-    if count < frames:
+_END = object()
+
+
+def _put(target: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` unless the run is stopping; False when it is."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def _get(source: queue.Queue, stop: threading.Event) -> object:
+    while not stop.is_set():
+        try:
+            return source.get(timeout=0.1)
+        except queue.Empty:
+            continue
+    return _END
+
+
+def pool_clip(
+    reader: Any,
+    name: str,
+    spatial: SpatialGeometry,
+    time: TimeGeometry,
+    outputs: Sequence[Output],
+    *,
+    beta: float = 1.0,
+    device: str = "cpu",
+    audio_sink: Any = None,
+    progress: Callable[[int], None] | None = None,
+    scorer: Callable[[np.ndarray, dict[str, np.ndarray], list[tuple[int, int]]], None] | None = None,
+    compare_width: int = MAX_COMPARE_PANEL_WIDTH,
+    max_pixels: int = 0,
+) -> ClipStats:
+    """Decode, pool and encode a clip; every output's writer is closed on success.
+
+    Args:
+        reader: An opened clip (`softpool_cli.media.clip_read.open_clip`).
+        name: The input as messages name it.
+        spatial: Windows over height and width.
+        time: Windows over frames.
+        outputs: What to write.
+        beta: SoftPool's sharpness.
+        device: "cpu" or "cuda".
+        audio_sink: A writer whose ``write_audio`` takes the input's audio packets.
+        progress: Called with the number of frames decoded, as they are.
+        scorer: Called with each chunk's frames, pooled results and windows (the gallery's metrics).
+        compare_width: Largest width of a comparison panel.
+        max_pixels: Refuse frames with more pixels than this (0: no limit).
+
+    Raises:
+        MediaError: the clip is damaged, smaller than a window, over the pixel limit, or an
+            output cannot be written (naming that output).
+    """
+    from softpool_cli.media.clip_read import ClipError
+
+    info = reader.info
+    if max_pixels and info.width * info.height > max_pixels:
         raise MediaError(
-            path,
-            f"clip has {count} frame{'s' if count != 1 else ''}, fewer than the {frames}-frame window "
-            "(use a smaller --time-factor)",
+            name,
+            f"frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} megapixels), over the "
+            f"limit of {max_pixels:,} pixels (raise it with --max-pixels or SOFTPOOL_MAX_PIXELS)",
         )
-    if height < kernel_height or width < kernel_width:
-        raise MediaError(
-            path,
-            f"frames are {width}x{height} pixels, smaller than the {kernel_height}x{kernel_width} window "
-            "(use a smaller --factor or --kernel)",
-        )
+    frames_per_chunk = max(time.kernel, CHUNK_BYTES // max(1, info.width * info.height * 3))
+    stop = threading.Event()
+    failures: list[_Failure] = []
+    decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+    pooled: queue.Queue = queue.Queue(QUEUE_CHUNKS)
+
+    def read() -> None:
+        def pass_audio(packet: Any) -> None:
+            _put(pooled, ("audio", packet), stop)
+
+        for chunk in reader.chunks(frames_per_chunk, audio_sink=pass_audio if audio_sink is not None else None):
+            if not _put(decoded, chunk, stop):
+                return
+        _put(decoded, _END, stop)
+
+    def write() -> None:
+        while True:
+            item = _get(pooled, stop)
+            if item is _END:
+                return
+            kind, payload = item
+            if kind == "audio":
+                audio_sink.write_audio(payload)
+                continue
+            for output in outputs:
+                if output.method not in payload:
+                    continue
+                try:
+                    output.writer.write(payload[output.method])
+                except (ClipError, OSError, Exception) as error:
+                    raise _WriteError(output.path, error) from error
+
+    stats = ClipStats()
+    stages = [_Stage("read", read, failures, stop), _Stage("write", write, failures, stop)]
+    for stage in stages:
+        stage.start()
+    try:
+        _pool_stage(decoded, pooled, stop, failures, name, spatial, time, info.time_base, outputs, beta, device,
+                    stats, progress, scorer, compare_width)  # fmt: skip
+    except BaseException:
+        stop.set()
+        for stage in stages:
+            stage.join()
+        # A stage's own failure (it stopped this one) tells more than the stop.
+        _raise_first(failures, name)
+        raise
+    for stage in stages:
+        stage.join()
+    _raise_first(failures, name)
+    for output in outputs:
+        try:
+            output.writer.close()
+        except (ClipError, OSError) as error:
+            raise MediaError(output.path, f"cannot write ({error})") from None
+    return stats
+
+
+class _WriteError(Exception):
+    def __init__(self, path: str, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.path = path
+        self.error = error
+
+
+def _raise_first(failures: list[_Failure], name: str) -> None:
+    from softpool_cli.media.clip_read import ClipError
+
+    if not failures:
+        return
+    failure = failures[0]
+    error = failure.error
+    if isinstance(error, _WriteError):
+        inner = error.error
+        detail = inner.strerror if isinstance(inner, OSError) and inner.strerror else str(inner)
+        raise MediaError(error.path, f"cannot write: {detail}") from None
+    if isinstance(error, ClipError):
+        raise MediaError(name, str(error)) from None
+    if isinstance(error, SoftpoolError | OSError | MemoryError | KeyboardInterrupt):
+        raise error
+    try:
+        import av
+
+        if isinstance(error, av.FFmpegError):
+            raise MediaError(name, f"cannot read ({error.strerror or error})") from None
+    except ImportError:  # pragma: no cover
+        pass
+    raise error
+
+
+def _pool_stage(decoded, pooled, stop, failures, name, spatial, time, time_base, outputs, beta, device,
+                stats, progress, scorer, compare_width) -> None:  # fmt: skip
+    """The calling thread's part: gather frames into windows, pool them, hand them on."""
+    from softpool_cli.media.clip_read import FrameChunk
+
+    methods = sorted({output.method for output in outputs if output.method not in ("compare", "original")})
+    compare = any(output.method == "compare" for output in outputs)
+    if compare:
+        methods = sorted(set(methods) | {"soft", "max", "avg"})
+    windows = None
+    spatial_windows: tuple[AxisWindows, AxisWindows] | None = None
+    comparison = None
+    buffer = _FrameBuffer()
+    while True:
+        item = _get(decoded, stop)
+        if item is _END:
+            if failures:
+                return
+            if stats.frames_in == 0:
+                raise MediaError(name, "clip has no frames")
+            if time.fps is None and stats.frames_in < time.kernel:
+                raise MediaError(
+                    name, f"clip has {stats.frames_in} frame{'s' if stats.frames_in != 1 else ''}, fewer than the "
+                    f"{time.kernel}-frame window (use a smaller --time-factor)",
+                )  # fmt: skip
+            ready = windows.finish()
+            final = True
+        else:
+            chunk: FrameChunk = item
+            if spatial_windows is None:
+                height, width = chunk.pixels.shape[1:3]
+                stats.size_in = (width, height)
+                spatial_windows = _spatial_windows(name, spatial, height, width)
+                windows = TimeWindows(time, time_base)
+                if compare:
+                    from softpool_cli.pipeline.clip_compare import ClipComparison
+
+                    comparison = ClipComparison(height, width, beta, compare_width)
+            buffer.add(chunk)
+            if any(output.method == "original" for output in outputs):
+                _put(pooled, ("video", {"original": chunk}), stop)  # every frame, as decoded
+            stats.frames_in += len(chunk.pixels)
+            if progress is not None:
+                progress(len(chunk.pixels))
+            ready = windows.add(chunk.starts)
+            final = False
+        if ready:
+            _pool_windows(buffer, ready, spatial_windows, methods, outputs, comparison, beta, device,
+                          pooled, stop, stats, scorer)  # fmt: skip
+        if final:
+            _put(pooled, _END, stop)
+            return
+
+
+def _spatial_windows(name: str, spatial: SpatialGeometry, height: int, width: int):
+    try:
+        return spatial.windows(height, width)
+    except SoftpoolError as error:
+        message = str(error)
+        raise MediaError(name, f"frames {message[3:]}" if message.startswith("is ") else message) from None
+
+
+@dataclass
+class _FrameBuffer:
+    """Decoded frames not yet pooled by every window that needs them, with their timing."""
+
+    pixels: list[np.ndarray] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    durations: list[int] = field(default_factory=list)
+    first: int = 0  # index of pixels[0] in the clip
+
+    def add(self, chunk) -> None:
+        self.pixels.extend(chunk.pixels)
+        self.starts.extend(chunk.starts.tolist())
+        self.durations.extend(chunk.durations.tolist())
+
+    def take(self, first: int, end: int) -> np.ndarray:
+        return np.stack(self.pixels[first - self.first : end - self.first])  # (T, H, W, 3)
+
+    def drop_before(self, index: int) -> None:
+        cut = index - self.first
+        if cut > 0:
+            del self.pixels[:cut], self.starts[:cut], self.durations[:cut]
+            self.first = index
+
+
+def _pool_windows(buffer, ready, spatial_windows, methods, outputs, comparison, beta, device,
+                  pooled, stop, stats, scorer) -> None:  # fmt: skip
+    from softpool_cli.media.clip_read import FrameChunk
+    from softpool_cli.pixels.pool import pool_windows_array
+
+    first, end = ready[0][0], max(e for _, e in ready)
+    frames = buffer.take(first, end)  # (T, H, W, 3)
+    time_axis = AxisWindows(tuple(s - first for s, _ in ready), tuple(e - first for _, e in ready), end - first)
+    axes = [time_axis, *spatial_windows]
+    results = {}
+    for method in methods:
+        if device == "cpu":
+            results[method] = pool_windows_array(frames, axes, method=method, beta=beta)
+        else:
+            results[method] = _pool_on_gpu(frames, axes, method, beta, device)
+    starts = np.array([buffer.starts[s - buffer.first] for s, _ in ready], np.int64)
+    durations = np.array([sum(buffer.durations[s - buffer.first : e - buffer.first]) for s, e in ready], np.int64)
+    payload = {method: FrameChunk(pixels, starts, durations) for method, pixels in results.items()}
+    if comparison is not None:
+        firsts = np.stack([buffer.pixels[s - buffer.first] for s, _ in ready])
+        payload["compare"] = FrameChunk(comparison.frames(firsts, results), starts, durations)
+    if scorer is not None:
+        scorer(frames, results, [(s - first, e - first) for s, e in ready])
+    if stats.size_out is None:
+        any_result = next(iter(results.values()))
+        stats.size_out = (any_result.shape[2], any_result.shape[1])
+    stats.frames_out += len(ready)
+    _put(pooled, ("video", payload), stop)
+    # Windows start in order: a later one starts at least one frame after the last one here.
+    buffer.drop_before(ready[-1][0] + 1)
+
+
+def _pool_on_gpu(frames, axes, method, beta, device):
+    from softpool_cli.pixels.torch_pixels import pool_with_torch
+
+    forms = [along.regular_form() for along in axes]
+    if None in forms:
+        return pool_with_torch(frames, None, None, method, beta, False, device, tuple(a.count for a in axes))
+    kernel = tuple(k for k, _, _ in forms)
+    stride = tuple(s for _, s, _ in forms)
+    ceil = any(whole < along.count for along, (_, _, whole) in zip(axes, forms))
+    return pool_with_torch(frames, kernel, stride, method, beta, ceil, device)

@@ -111,3 +111,83 @@ def _axis(length: int, output: int) -> AxisWindows:
         factor = length // output
         return AxisWindows.regular(length, factor, factor)
     return AxisWindows.adaptive(length, output)
+
+
+@dataclass(frozen=True)
+class TimeGeometry:
+    """How to pool in time: ``kernel`` frames every ``stride`` frames, or to ``fps``.
+
+    A last window with fewer frames pools the frames there are (max pooling's ceil_mode), so
+    a clip keeps its length. With ``fps``, output frame k pools the input frames shown from
+    k / fps to (k + 1) / fps seconds after the first: a rate the input's does not divide gets
+    windows of different lengths (time's adaptive windows), and variable frame rates are
+    followed as they are.
+    """
+
+    kernel: int = DEFAULT_FACTOR
+    stride: int | None = None
+    fps: float | None = None
+
+    def describe(self) -> str:
+        if self.fps is not None:
+            return f"to {self.fps:g} fps"
+        stride = self.stride or self.kernel
+        return f"{self.kernel} frames" + (f" every {stride}" if stride != self.kernel else "")
+
+
+class TimeWindows:
+    """Windows of frames [first, end) as the frames of a clip arrive, for a `TimeGeometry`."""
+
+    def __init__(self, geometry: TimeGeometry, time_base) -> None:
+        self.geometry = geometry
+        self._time_base = time_base
+        self._next = 0  # the next window's index
+        self._frames = 0
+        self._starts: list[int] = []  # frame start times (fps windows only)
+        self._origin: int | None = None
+        self._consumed = 0  # frames already in a window (fps windows only)
+
+    def add(self, starts) -> list[tuple[int, int]]:
+        """Take the next frames' start times; return the windows complete so far."""
+        if self.geometry.fps is None:
+            self._frames += len(starts)
+            return self._regular(final=False)
+        for start in starts:
+            if self._origin is None:
+                self._origin = int(start)
+            self._starts.append(int(start))
+        self._frames += len(starts)
+        return self._by_time(final=False)
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The windows left once every frame has arrived."""
+        return self._regular(final=True) if self.geometry.fps is None else self._by_time(final=True)
+
+    def _regular(self, final: bool) -> list[tuple[int, int]]:
+        kernel, stride = self.geometry.kernel, self.geometry.stride or self.geometry.kernel
+        windows = []
+        while True:
+            first = self._next * stride
+            end = first + kernel
+            if end <= self._frames or (final and first < self._frames):
+                windows.append((first, min(end, self._frames)))
+                self._next += 1
+            else:
+                return windows
+
+    def _by_time(self, final: bool) -> list[tuple[int, int]]:
+        """Windows of frames whose start falls in [k / fps, (k + 1) / fps), skipping empty ones."""
+        windows = []
+        period = 1 / (self.geometry.fps * float(self._time_base))  # output frame length, in ticks
+        first = self._consumed
+        while first < self._frames:
+            slot = int((self._starts[first] - self._origin) // period)
+            end = first
+            while end < self._frames and int((self._starts[end] - self._origin) // period) == slot:
+                end += 1
+            if end == self._frames and not final:
+                break  # the window may still grow
+            windows.append((first, end))
+            first = end
+        self._consumed = first
+        return windows
