@@ -101,7 +101,8 @@ def _gather_window(
     exponent = tl.where(x == y, 0.0, (x - y) * scale)  # 0, not NaN, for an infinite y
     exponent = tl.maximum(exponent, LOWEST_EXPONENT, propagate_nan=tl.PropagateNan.ALL)
     # Windows that do not hold i load r = +inf: weight 0, and a finite exponent keeps it 0.
-    weight = tl.exp2(tl.where(valid, exponent, 0.0) - log_normalizer)
+    exponent = tl.where(valid, exponent, 0.0)
+    weight = tl.exp2(exponent - log_normalizer)
     weighted_grad = grad * weight
     return acc + weighted_grad + (weighted_grad * LN_2) * exponent
 
