@@ -16,10 +16,9 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .window import LN_2, _chunk_offsets, _chunked_window, _exponent, _part_gradient, _part_offsets
-from .window import _part_pointers
-from .window import _program_position, _reciprocal, _scale, _tile_start, _unrolled_window
-from .window import _window_columns
+from .chunked import _chunk_offsets, _chunked_window
+from .window import LN_2, _exponent, _part_gradient, _part_offsets, _part_pointers, _program_position, _reciprocal
+from .window import _scale, _tile_start, _unrolled_window, _window_columns
 
 
 @triton.jit

@@ -5,8 +5,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .window import _chunked_window, _log2, _program_position, _reciprocal, _scale, _tile_start, _unrolled_window
-from .window import _window_columns
+from .chunked import _chunked_window
+from .window import _log2, _program_position, _reciprocal, _scale, _tile_start, _unrolled_window, _window_columns
 
 
 @triton.jit

@@ -117,7 +117,9 @@ def _fit(length: int, cap: int, floor: int) -> int:
     return best
 
 
-def _tile(outer: int, rows: int, columns: int, cost: int, per_thread: int, min_columns: int, min_programs: int) -> _Tile:
+def _tile(
+    outer: int, rows: int, columns: int, cost: int, per_thread: int, min_columns: int, min_programs: int
+) -> _Tile:
     """Pick a power-of-two tile for ``outer`` planes of rows x columns positions.
 
     Each position costs ``cost`` elements (window values, or loads in the gather). The tile takes
@@ -236,7 +238,9 @@ def compute_dtype(dtype: torch.dtype) -> tuple[torch.dtype, tl.dtype]:
     return (torch.float64, tl.float64) if dtype == torch.float64 else (torch.float32, tl.float32)
 
 
-def _output_tiling(axes: list[_Axis], x_strides: list[int], out_strides: list[list[int]], dtype: torch.dtype, sm_count: int):
+def _output_tiling(
+    axes: list[_Axis], x_strides: list[int], out_strides: list[list[int]], dtype: torch.dtype, sm_count: int
+) -> tuple[tuple[int, ...], tuple[int, ...], dict]:
     """Tile, grid integers and flags shared by the kernels that take one lane per output (the
     forward and the backward of non-overlapping windows)."""
     window_volume = math.prod(axis.kernel for axis in axes)
@@ -245,7 +249,9 @@ def _output_tiling(axes: list[_Axis], x_strides: list[int], out_strides: list[li
     window_block = 0
     if window_volume > config.MAX_UNROLLED_WINDOW:
         window_block = min(triton.next_power_of_2(window_volume), config.MAX_WINDOW_BLOCK)
-    row_block = window_block == 0 and columns.kernel == columns.stride > 1 and columns.kernel & (columns.kernel - 1) == 0
+    # Row blocks: windows along the innermost axis side by side, a power of two wide (a tensor axis).
+    row_block = window_block == 0 and columns.kernel == columns.stride > 1
+    row_block = row_block and columns.kernel & (columns.kernel - 1) == 0
     element = torch.empty((), dtype=dtype).element_size()
     vector = config.VECTOR_BYTES // element  # elements in one 16-byte access
     contiguous = x_strides[4] == 1
@@ -253,7 +259,8 @@ def _output_tiling(axes: list[_Axis], x_strides: list[int], out_strides: list[li
     outer = axes[0].out_size * axes[1].out_size * axes[2].out_size
     min_programs = 0 if config.INTERPRETED else config.MIN_PROGRAMS_PER_SM * sm_count
     if window_block:
-        tile = _tile(outer, rows.out_size, columns.out_size, window_block, config.CHUNKED_LOADS_PER_THREAD, 1, min_programs)
+        per_thread = config.CHUNKED_LOADS_PER_THREAD
+        tile = _tile(outer, rows.out_size, columns.out_size, window_block, per_thread, 1, min_programs)
     else:
         tile = _tile(
             outer, rows.out_size, columns.out_size, window_volume, config.ELEMENTS_PER_THREAD, min_columns, min_programs
@@ -262,9 +269,10 @@ def _output_tiling(axes: list[_Axis], x_strides: list[int], out_strides: list[li
     # The divisibility facts the kernels are told (see window._part_offsets): every outer and row
     # offset is a multiple of x_align elements; the column checks hold over aligned runs of
     # column_align lanes (their edges, at 0 and in_4 relative to -padding, fall on run borders).
-    outer_axes = [d for d in range(4) if axes[d].in_size > 1 or axes[d].out_size > 1]
-    x_align = _power_of_2_dividing([x_strides[d] for d in outer_axes], vector) if contiguous else 1
-    y_align = _power_of_2_dividing([s[d] for s in out_strides for d in outer_axes], vector)
+    # Axes whose positions are always 0 (size 1, no window) do not count.
+    moving = [d for d in range(4) if axes[d] != _UNIT]
+    x_align = _power_of_2_dividing([x_strides[d] for d in moving], vector) if contiguous else 1
+    y_align = _power_of_2_dividing([s[d] for s in out_strides for d in moving], vector)
     # A window part's lanes run contiguously from a tile-aligned start: row blocks, or windows of
     # one value along axis 4 (with kernel > 1 at stride 1 each part starts k4 further on).
     lanes_contiguous = contiguous and (row_block or columns.kernel == columns.stride == 1)
