@@ -10,17 +10,20 @@ For every case (rank, shape, dtype, window, memory format), all measured in the 
 
 each as the forward alone and as forward + backward. Times are medians: of
 `triton.testing.do_bench` on CUDA, of ``--repeats`` wall-clock runs after one warm-up on CPU.
-Effective bandwidth counts the input read once and the output written once (forward); for
-forward + backward twice that (the backward reads dy and writes dx of the same sizes). The
-device's copy bandwidth (``copy_`` between two 1 GiB buffers, bytes read + written) is measured
-first, and each forward's bandwidth is also given as a percentage of it. Ratios are SoftPool's
-time over the other operation's (below 1: SoftPool is faster).
+Effective bandwidth counts every byte SoftPool's Triton kernels move in the pass
+(`traffic_bytes`): x read and y written in the forward; for forward + backward also the
+statistics the training forward saves for overlapping windows, and the backward's x, dy, dx and
+statistics. The device's copy bandwidth (``copy_`` between two 1 GiB buffers, bytes read +
+written) is measured first, and each bandwidth is also given as a percentage of it. Ratios are
+SoftPool's time over the other operation's (below 1: SoftPool is faster).
 
 Usage:
     python benchmarks/bench_kernels.py                  # CUDA if present, else CPU; default sizes
     python benchmarks/bench_kernels.py --quick          # small sizes, a few seconds on CPU
     python benchmarks/bench_kernels.py --markdown       # tables to paste into benchmarks/RESULTS.md
     python benchmarks/bench_kernels.py --device cuda --tune   # sweep the Triton kernels' tile sizes
+    python benchmarks/bench_kernels.py --gpu-quick      # 4 CUDA cases against max_pool (gpu_check.sh quick)
+    TRITON_INTERPRET=0 python benchmarks/bench_kernels.py --gpu-quick --dry-run   # no GPU: compile them for sm_90
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
 
 import softpool  # noqa: E402
 
@@ -119,6 +122,17 @@ def cuda_cases(quick: bool) -> list[Case]:
     return cases
 
 
+def gpu_quick_cases() -> list[Case]:
+    """The quick GPU check's cases: float16 and float32, NCHW and channels_last, 2x2 windows on a
+    CNN activation of 103 MB in float16 (twice an H100's L2 cache)."""
+    return [
+        Case(f"64x64x112x112{' channels_last' if channels_last else ''}", (64, 64, 112, 112), dtype,
+             channels_last=channels_last)
+        for dtype in (torch.float16, torch.float32)
+        for channels_last in (False, True)
+    ]  # fmt: skip
+
+
 class Timer:
     """Median milliseconds of a callable: do_bench on CUDA, perf_counter on CPU."""
 
@@ -170,12 +184,14 @@ def operations(case: Case) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
     }
 
 
-def measure(case: Case, timer: Timer, device: str) -> dict[tuple[str, str], float]:
-    """Median ms of every operation, forward and forward+backward, keyed by (pass, operation)."""
+def measure(case: Case, timer: Timer, device: str, others: tuple[str, ...]) -> dict[tuple[str, str], float]:
+    """Median ms of SoftPool and the ``others``, forward and forward+backward, keyed by (pass, operation)."""
     x = case.make_input(device)
     x_grad = x.detach().clone().requires_grad_(True)
     results = {}
     for name, op in operations(case).items():
+        if name != "softpool" and name not in others:
+            continue
         with torch.no_grad():
             results[("forward", name)] = timer(lambda: op(x))
         grad_y = torch.randn_like(op(x.detach()))  # same shape and layout as the output
@@ -188,11 +204,27 @@ def measure(case: Case, timer: Timer, device: str) -> dict[tuple[str, str], floa
     return results
 
 
-def traffic_bytes(case: Case) -> int:
-    """Input read once + output written once, in bytes."""
+def traffic_bytes(case: Case, phase: str) -> int:
+    """Bytes SoftPool's Triton kernels read and write in a pass ("forward" or "forward+backward").
+
+    Forward: x and y. Forward + backward: the forward as autograd runs it, which for
+    overlapping windows (kernel > stride) also writes the gather backward's statistics (r in the
+    compute dtype, and y in it for half-precision inputs), then the backward: x, dy and dx, and
+    those statistics read back. Non-overlapping windows save nothing: their backward recomputes.
+    """
     x = torch.empty(case.shape, dtype=case.dtype, device="meta")
     y = MAX_POOLS[case.rank](x, case.kernel, case.stride, case.padding)
-    return (x.numel() + y.numel()) * x.element_size()
+    element = x.element_size()
+    forward = (x.numel() + y.numel()) * element
+    if phase == "forward":
+        return forward
+    stride = case.kernel if case.stride is None else case.stride
+    statistics = 0
+    if case.kernel > stride:
+        compute = 8 if case.dtype == torch.float64 else 4
+        statistics = y.numel() * compute * (1 if element == compute else 2)
+    backward = (2 * x.numel() + y.numel()) * element + statistics
+    return forward + statistics + backward
 
 
 def format_table(rows: list[list[str]], markdown: bool) -> str:
@@ -235,14 +267,14 @@ def machine_description(device: str) -> str:
     return ", ".join(parts) + f"; {datetime.date.today().isoformat()}"
 
 
-def run_benchmark(cases: list[Case], device: str, timer: Timer, markdown: bool) -> None:
+def run_benchmark(cases: list[Case], device: str, timer: Timer, markdown: bool, others: tuple[str, ...]) -> None:
     copy = copy_bandwidth(timer, device)
     print(f"{'## ' if markdown else ''}SoftPool on {device}: {machine_description(device)}\n")
     print(f"Copy bandwidth ({'device to device' if device == 'cuda' else 'RAM to RAM'}, read + write): {copy:.3g} GB/s\n")
     groups: dict[tuple[int, torch.dtype], list[tuple[Case, dict]]] = {}
     for case in cases:
         started = time.perf_counter()
-        results = measure(case, timer, device)
+        results = measure(case, timer, device, others)
         print(f"  measured {case.label} {DTYPE_NAMES[case.dtype]} {case.window_name()} "
               f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)  # fmt: skip
         groups.setdefault((case.rank, case.dtype), []).append((case, results))
@@ -250,20 +282,19 @@ def run_benchmark(cases: list[Case], device: str, timer: Timer, markdown: bool) 
             torch.cuda.empty_cache()
 
     if device == "cuda":
-        print_targets(groups, copy, markdown)
+        print_targets(groups, copy, markdown, others)
 
-    header = ["case", "window", "pass", "softpool ms", "GB/s", "% of copy", "max_pool ms (ratio)",
-              "avg_pool ms (ratio)", "naive ms (ratio)"]  # fmt: skip
+    header = ["case", "window", "pass", "softpool ms", "GB/s", "% of copy", *(f"{o} ms (ratio)" for o in others)]
     for (rank, dtype), entries in groups.items():
         print(f"{'### ' if markdown else ''}{rank}D, {DTYPE_NAMES[dtype]}\n")
         rows = [header]
         for case, results in entries:
-            for phase, factor in (("forward", 1), ("forward+backward", 2)):
+            for phase in ("forward", "forward+backward"):
                 ms = results[(phase, "softpool")]
-                bandwidth = factor * traffic_bytes(case) / (ms * 1e-3) / 1e9
+                bandwidth = traffic_bytes(case, phase) / (ms * 1e-3) / 1e9
                 row = [case.label, case.window_name(), phase, f"{ms:.3f}", f"{bandwidth:.3g}",
                        f"{100 * bandwidth / copy:.3g}%"]  # fmt: skip
-                for other in ("max_pool", "avg_pool", "naive"):
+                for other in others:
                     other_ms = results[(phase, other)]
                     row.append(f"{other_ms:.3f} ({ms / other_ms:.2f}x)")
                 rows.append(row)
@@ -275,28 +306,32 @@ def run_benchmark(cases: list[Case], device: str, timer: Timer, markdown: bool) 
 TARGETS = {"copy": 0.85, "forward": 1.1, "forward+backward": 1.3, "naive": 5.0}
 
 
-def print_targets(groups: dict, copy: float, markdown: bool) -> None:
-    """One row per case: each target's measured value, marked ok or MISS."""
+def print_targets(groups: dict, copy: float, markdown: bool, others: tuple[str, ...]) -> None:
+    """One row per case: each target's measured value, marked ok or MISS (the naive one if measured)."""
 
     def mark(ok: bool, text: str) -> str:
         return f"{text} {'ok' if ok else 'MISS'}"
 
-    rows = [["case", "dtype", "window", "forward % of copy", "forward / max_pool", "fwd+bwd / max_pool",
-             "naive fwd+bwd / softpool"]]  # fmt: skip
+    rows = [["case", "dtype", "window", "forward % of copy", "fwd+bwd % of copy", "forward / max_pool",
+             "fwd+bwd / max_pool", *(["naive fwd+bwd / softpool"] if "naive" in others else [])]]  # fmt: skip
     for (_, dtype), entries in groups.items():
         for case, results in entries:
             forward, both = results[("forward", "softpool")], results[("forward+backward", "softpool")]
-            share = traffic_bytes(case) / (forward * 1e-3) / 1e9 / copy
+            share = traffic_bytes(case, "forward") / (forward * 1e-3) / 1e9 / copy
+            both_share = traffic_bytes(case, "forward+backward") / (both * 1e-3) / 1e9 / copy
             forward_ratio = forward / results[("forward", "max_pool")]
             both_ratio = both / results[("forward+backward", "max_pool")]
-            speedup = results[("forward+backward", "naive")] / both
-            rows.append([
+            row = [
                 case.label, DTYPE_NAMES[dtype], case.window_name(),
                 mark(share >= TARGETS["copy"], f"{100 * share:.0f}%"),
+                f"{100 * both_share:.0f}%",
                 mark(forward_ratio <= TARGETS["forward"], f"{forward_ratio:.2f}x"),
                 mark(both_ratio <= TARGETS["forward+backward"], f"{both_ratio:.2f}x"),
-                mark(speedup >= TARGETS["naive"], f"{speedup:.1f}x"),
-            ])  # fmt: skip
+            ]  # fmt: skip
+            if "naive" in others:
+                speedup = results[("forward+backward", "naive")] / both
+                row.append(mark(speedup >= TARGETS["naive"], f"{speedup:.1f}x"))
+            rows.append(row)
     print(f"{'### ' if markdown else ''}Targets\n")
     print(format_table(rows, markdown) + "\n")
 
@@ -304,10 +339,11 @@ def print_targets(groups: dict, copy: float, markdown: bool) -> None:
 def run_tuning(quick: bool, markdown: bool) -> None:
     """Time the Triton kernels under several tile sizes and warp counts; print the table and the best.
 
-    Forward rows vary FORWARD_LOADS_PER_THREAD, forward+backward rows BACKWARD_LOADS_PER_THREAD (the
-    forward at its default); both with CUDA_WARPS 4 and 8.
+    Forward rows vary ELEMENTS_PER_THREAD (the forward's and the non-overlapping backward's),
+    forward+backward rows BACKWARD_LOADS_PER_THREAD (the gather's, the forward at its default);
+    both with CUDA_WARPS 4 and 8.
     """
-    from softpool.kernels import soft_pool_nd
+    from softpool.kernels import config as soft_pool_nd
 
     scale = 4 if quick else 1
     cases = [
@@ -318,13 +354,13 @@ def run_tuning(quick: bool, markdown: bool) -> None:
     ]
     names = [f"{case.label} {DTYPE_NAMES[case.dtype]} {case.window_name()}" for case in cases]
     timer = Timer("cuda", 0)
-    knobs = ("FORWARD_LOADS_PER_THREAD", "BACKWARD_LOADS_PER_THREAD", "CUDA_WARPS")
+    knobs = ("ELEMENTS_PER_THREAD", "BACKWARD_LOADS_PER_THREAD", "CUDA_WARPS")
     defaults = {name: getattr(soft_pool_nd, name) for name in knobs}
     rows = [["pass", "loads per thread", "max warps", *names]]
     best: dict[tuple[str, str], tuple[float, int, int]] = {}
     try:
         for phase, knob in (("forward", knobs[0]), ("forward+backward", knobs[1])):
-            for loads in (8, 16, 32, 64) if phase == "forward" else (4, 8, 16, 32):
+            for loads in (16, 32, 64, 128) if phase == "forward" else (4, 8, 16, 32):
                 for warps in (4, 8):
                     for name, value in defaults.items():
                         setattr(soft_pool_nd, name, value)
@@ -365,8 +401,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per measurement on CPU (median)")
     parser.add_argument("--only", default="", help="run only cases whose label contains this text")
     parser.add_argument("--tune", action="store_true", help="CUDA: sweep the Triton kernels' tile sizes instead")
+    parser.add_argument("--gpu-quick", action="store_true", help="CUDA: the 4 cases of gpu_check.sh quick, against max_pool")
+    parser.add_argument("--dry-run", action="store_true", help="no GPU: compile the cases' kernels for sm_90 and list bytes")
     args = parser.parse_args()
 
+    if args.dry_run:
+        dry_run(gpu_quick_cases() if args.gpu_quick else cuda_cases(args.quick), args.markdown)
+        return
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
@@ -375,9 +416,40 @@ def main() -> None:
             parser.error("--tune needs a CUDA device")
         run_tuning(args.quick, args.markdown)
         return
-    cases = cuda_cases(args.quick) if device == "cuda" else cpu_cases(args.quick)
+    others = ("max_pool", "avg_pool", "naive")
+    if args.gpu_quick:
+        if device != "cuda":
+            parser.error("--gpu-quick needs a CUDA device (or --dry-run)")
+        cases, others = gpu_quick_cases(), ("max_pool",)
+    else:
+        cases = cuda_cases(args.quick) if device == "cuda" else cpu_cases(args.quick)
     cases = [case for case in cases if args.only in case.label]
-    run_benchmark(cases, device, Timer(device, args.repeats), args.markdown)
+    run_benchmark(cases, device, Timer(device, args.repeats), args.markdown, others)
+
+
+def dry_run(cases: list[Case], markdown: bool) -> None:
+    """What the benchmark would run on a GPU, without one: every Triton kernel its cases launch,
+    compiled for sm_90 (registers and spills from the compiler), and the bytes each pass moves."""
+    import kernel_report
+
+    if kernel_report.soft_pool_nd.INTERPRETED:
+        raise SystemExit("--dry-run compiles for the GPU: set TRITON_INTERPRET=0")
+    rows = [["case", "dtype", "window", "pass", "MB moved", "kernels (registers, spills)"]]
+    for case in cases:
+        x = torch.empty(case.shape, dtype=case.dtype, device="meta")
+        if case.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last if case.rank == 2 else torch.channels_last_3d)
+        compiled = []
+        for launch in kernel_report.launches(x, case.kernel, case.stride or case.kernel, case.padding):
+            info = kernel_report.inspect(kernel_report.compile_for(launch.kernel, launch.arguments, launch.options, 90))
+            compiled.append((launch.name, f"{launch.name}: {info['registers']}, {info['spills']}"))
+        for phase in ("forward", "forward+backward"):
+            kernels = [text for name, text in compiled if phase == "forward+backward" or name == "forward"]
+            rows.append([case.label, DTYPE_NAMES[case.dtype], case.window_name(), phase,
+                         f"{traffic_bytes(case, phase) / 1e6:.1f}", "; ".join(kernels)])  # fmt: skip
+        print(f"  compiled {case.label} {DTYPE_NAMES[case.dtype]}", file=sys.stderr)
+    print(f"{'## ' if markdown else ''}Dry run (no GPU): kernels compiled for sm_90\n")
+    print(format_table(rows, markdown) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Checks of the Triton kernels that need a real GPU, beyond the test suite.
 
 - Relative error ||out - ref|| / ||ref|| against the float64 loop reference (tests/reference.py),
-  forward and backward, per rank and dtype, with every tensor the kernels allocate filled with
+  forward and backward, per rank and dtype, for overlapping windows (the gather backward) and
+  2x2 ones (the recomputing backward), with every tensor the kernels allocate filled with
   NaN first so that an unwritten element shows. Targets: float32 1e-6, float16 1e-3,
   bfloat16 1e-2 (float64 1e-12).
 - Bit-identical gradients across two runs under ``torch.use_deterministic_algorithms(True)``.
@@ -11,8 +12,9 @@
 
 ``--resources`` instead compiles the kernels as the benchmark's CUDA cases launch them, for a
 GPU architecture (sm_90 by default), and prints the compiler's resource report: registers,
-spills (stack and local memory) and shared memory. It needs no GPU (Triton ships ptxas and
-cuobjdump), so register pressure can be read anywhere.
+spills (stack and local memory), shared memory and the global loads' widths. It needs no GPU
+(Triton ships ptxas and cuobjdump; `kernel_report.py` does the compiling), so register pressure
+can be read anywhere.
 
 Usage (TRITON_INTERPRET must be 0 for CUDA and --resources, 1 for the CPU run through the interpreter):
     TRITON_INTERPRET=0 python benchmarks/gpu_checks.py
@@ -24,11 +26,7 @@ Exits with status 1 if any check fails.
 from __future__ import annotations
 
 import argparse
-import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +38,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 from bench_kernels import Case, cuda_cases  # noqa: E402
 from reference import soft_pool_reference, soft_pool_reference_grad  # noqa: E402
 from softpool import soft_pool1d, soft_pool2d, soft_pool3d  # noqa: E402
-from softpool._arguments import pool_geometry  # noqa: E402
 from softpool.kernels import soft_pool_nd  # noqa: E402
 from test_triton_kernels import poisoned_allocations  # noqa: E402
 
@@ -57,30 +54,33 @@ def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
 
 
 def check_relative_errors(device: str, small: bool) -> list[tuple[str, bool, str]]:
-    """Forward and backward error per rank and dtype on overlapping, padded, ceil_mode windows."""
+    """Forward and backward error per rank and dtype, on overlapping, padded, ceil_mode windows
+    (the gather backward) and on 2x2 windows over odd sizes (the recomputing backward)."""
     shapes = {
         1: (2, 3, 37) if small else (8, 32, 1001),
         2: (1, 2, 9, 11) if small else (4, 16, 67, 93),
         3: (1, 2, 5, 7, 6) if small else (2, 8, 9, 33, 35),
     }
     results = []
-    for rank, shape in shapes.items():
-        for dtype, target in TARGETS.items():
-            torch.manual_seed(rank)
-            x = torch.randn(shape, device=device, dtype=torch.float64).to(dtype).requires_grad_(True)
-            grad_y_shape = FUNCTIONS[rank](x.detach(), 3, 2, 1, True, backend="triton").shape
-            grad_y = torch.randn(grad_y_shape, device=device, dtype=torch.float64).to(dtype)
-            with poisoned_allocations():
-                y = FUNCTIONS[rank](x, 3, 2, 1, True, beta=1.0, backend="triton")
-                y.backward(grad_y)
-            x64 = x.detach().cpu().double()
-            expected = soft_pool_reference(x64, 3, 2, 1, True, 1.0)
-            expected_grad = soft_pool_reference_grad(x64, grad_y.cpu().double(), 3, 2, 1, True, 1.0)
-            forward, backward = relative_error(y, expected), relative_error(x.grad, expected_grad)
-            unwritten = int(y.isnan().sum()) + int(x.grad.isnan().sum())
-            ok = forward <= target and backward <= target and unwritten == 0
-            detail = f"forward {forward:.2e}, backward {backward:.2e} (target {target:.0e}), NaN {unwritten}"
-            results.append((f"relative error {rank}D {DTYPE_NAMES[dtype]} {tuple(shape)}", ok, detail))
+    for window in ((3, 2, 1, True), (2, 2, 0, False)):
+        for rank, shape in shapes.items():
+            for dtype, target in TARGETS.items():
+                torch.manual_seed(rank)
+                x = torch.randn(shape, device=device, dtype=torch.float64).to(dtype).requires_grad_(True)
+                grad_y_shape = FUNCTIONS[rank](x.detach(), *window, backend="triton").shape
+                grad_y = torch.randn(grad_y_shape, device=device, dtype=torch.float64).to(dtype)
+                with poisoned_allocations():
+                    y = FUNCTIONS[rank](x, *window, beta=1.0, backend="triton")
+                    y.backward(grad_y)
+                x64 = x.detach().cpu().double()
+                expected = soft_pool_reference(x64, *window, 1.0)
+                expected_grad = soft_pool_reference_grad(x64, grad_y.cpu().double(), *window, 1.0)
+                forward, backward = relative_error(y, expected), relative_error(x.grad, expected_grad)
+                unwritten = int(y.isnan().sum()) + int(x.grad.isnan().sum())
+                ok = forward <= target and backward <= target and unwritten == 0
+                detail = f"forward {forward:.2e}, backward {backward:.2e} (target {target:.0e}), NaN {unwritten}"
+                name = f"relative error {rank}D {DTYPE_NAMES[dtype]} {tuple(shape)} k{window[0]}s{window[1]}p{window[2]}"
+                results.append((name, ok, detail))
     return results
 
 
@@ -154,58 +154,10 @@ def check_large_tensor(device: str, small: bool) -> list[tuple[str, bool, str]]:
     return [(f"large float16 tensor {tuple(shape)}", ok, detail)]
 
 
-POINTER_TYPES = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16", torch.float64: "*fp64"}
-
-
-def _compile(kernel, arguments: tuple, options: dict, arch: int):
-    """Compile ``kernel`` as a launch with these arguments would, for sm_``arch``, without a GPU.
-
-    As Triton specialises a launch: integers equal to 1 become constants, and pointers (fresh
-    allocations are 16-byte aligned) and integers divisible by 16 are marked so.
-    """
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
-    constexprs = {name: value for name, value in options.items() if name not in ("num_warps", "num_stages")}
-    signature, attrs = {}, {}
-    for index, (name, value) in enumerate(zip(kernel.arg_names, arguments)):
-        if isinstance(value, torch.Tensor):
-            signature[name] = POINTER_TYPES[value.dtype]
-            attrs[(index,)] = [["tt.divisibility", 16]]
-        elif isinstance(value, float):
-            signature[name] = "fp64"  # beta, annotated tl.float64 in the kernels
-        elif value == 1:
-            signature[name], constexprs[name] = "constexpr", 1
-        else:
-            signature[name] = "i32" if -(2**31) <= value < 2**31 else "i64"
-            if value % 16 == 0:
-                attrs[(index,)] = [["tt.divisibility", 16]]
-    for name in constexprs:
-        signature[name] = "constexpr"
-    source = ASTSource(kernel, signature, constexprs, attrs)
-    compile_options = {"num_warps": options["num_warps"], "num_stages": options["num_stages"]}
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=compile_options)
-
-
-def _resource_usage(compiled) -> str:
-    """The REG / STACK / SHARED / LOCAL line of cuobjdump's resource report for a compiled kernel."""
-    import triton
-
-    bundled = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
-    tool = str(bundled) if bundled.exists() else "cuobjdump"
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as binary:
-        binary.write(compiled.asm["cubin"])
-    try:
-        report = subprocess.run([tool, "--dump-resource-usage", binary.name], capture_output=True, text=True).stdout
-    finally:
-        os.unlink(binary.name)
-    match = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", report)
-    return " ".join(f"{key} {value:>5}" for key, value in zip(("REG", "STACK", "SHARED", "LOCAL"), match.groups()))
-
-
 def report_resources(arch: int) -> None:
     """Compile every kernel variant the CUDA benchmark launches and print its resource usage."""
+    import kernel_report
+
     cases = cuda_cases(quick=False) + [
         Case("16x64x112x112", (16, 64, 112, 112), torch.float32, 3, 1, 1),  # 9 windows per input
         Case("4x32x16x56x56", (4, 32, 16, 56, 56), torch.float16, 3, 1, 1),  # 27 windows per input
@@ -215,26 +167,18 @@ def report_resources(arch: int) -> None:
         x = torch.empty(case.shape, dtype=case.dtype, device="meta")
         if case.channels_last:
             x = x.contiguous(memory_format=torch.channels_last if case.rank == 2 else torch.channels_last_3d)
-        geometry = pool_geometry(tuple(case.shape[2:]), case.kernel, case.stride, case.padding, False)
-        launches = []
-        for save_stats in (False, True):
-            y, reference, log_normalizer = soft_pool_nd._allocate_forward(x, geometry, save_stats)
-            _, arguments, options = soft_pool_nd._forward_launch(x, y, reference, log_normalizer, geometry, 1.0)
-            launches.append(("forward" + (" +stats" if save_stats else ""), soft_pool_nd._softpool_fwd_kernel, arguments, options))
-        grad_x, grad_y = torch.empty_like(x), torch.empty_like(y)
-        _, arguments, options = soft_pool_nd._backward_launch(x, grad_y, grad_x, reference, log_normalizer, geometry, 1.0)
-        launches.append(("backward", soft_pool_nd._softpool_bwd_kernel, arguments, options))
-        for name, kernel, arguments, options in launches:
-            tile = "x".join(str(options[key]) for key in ("BLOCK_3", "BLOCK_4"))
-            key = (name, DTYPE_NAMES[case.dtype], tile, str(sorted((k, str(v)) for k, v in options.items())))
+        for launch in kernel_report.launches(x, case.kernel, case.stride or case.kernel, case.padding):
+            tile = f"{launch.options['BLOCK_3']}x{launch.options['BLOCK_4']}"
+            key = (launch.name, DTYPE_NAMES[case.dtype], str(sorted((k, str(v)) for k, v in launch.options.items())))
             if key in seen:
                 continue
             seen.add(key)
             started = time.perf_counter()
-            usage = _resource_usage(_compile(kernel, arguments, options, arch))
+            info = kernel_report.inspect(kernel_report.compile_for(launch.kernel, launch.arguments, launch.options, arch))
             print(
-                f"{name:16} {case.label:40} {DTYPE_NAMES[case.dtype]:8} {case.window_name():7} tile {tile:7} "
-                f"warps {options['num_warps']}  {usage}  ({time.perf_counter() - started:.1f} s)"
+                f"{launch.name:16} {case.label:40} {DTYPE_NAMES[case.dtype]:8} {case.window_name():7} tile {tile:7} "
+                f"warps {launch.options['num_warps']}  REG {info['registers']:>4} spills {info['spills']:>4} "
+                f"shared {info['shared']:>5}  loads {info['loads']:12} ({time.perf_counter() - started:.1f} s)"
             )
 
 

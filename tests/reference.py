@@ -118,3 +118,61 @@ TOLERANCES = {
     torch.float16: (2e-3, 2e-3),
     torch.bfloat16: (2e-2, 2e-2),
 }
+
+
+def soft_pool_reference_nonfinite(
+    x: torch.Tensor, grad_out: torch.Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, beta=1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SoftPool and its gradient for inputs that may hold +-inf and NaN, by explicit loops in float64.
+
+    Per window (its valid positions; padding is not part of it):
+
+    - a NaN in the window: y is NaN, and every value of the window gets a NaN gradient;
+    - else a +inf in the window: y = +inf; each +inf value gets g / (number of +inf values),
+      every other value 0 (max pooling's ties split evenly; the limit of the formula);
+    - else a window of only -inf: y = -inf, gradient 0;
+    - else SoftPool of the finite values (-inf values weigh 0 and get gradient 0):
+      y = sum w_i x_i with w = softmax(beta x) over them, gradient g w_i (1 + beta (x_i - y)).
+
+    The same rules hold for every beta >= 0 (beta = 0: the mean of the finite values).
+    Returns (y, grad_x) for ``grad_out`` the incoming gradient.
+    """
+    rank = x.dim() - 2
+    kernel = _as_tuple(kernel_size, rank)
+    stride = kernel if stride is None else _as_tuple(stride, rank)
+    padding = _as_tuple(padding, rank)
+    sizes = x.shape[2:]
+    out_sizes = [output_size(sizes[d], kernel[d], stride[d], padding[d], ceil_mode) for d in range(rank)]
+    x = x.to(torch.float64)
+    grad_out = grad_out.to(torch.float64)
+    y = torch.empty(*x.shape[:2], *out_sizes, dtype=torch.float64)
+    grad_in = torch.zeros_like(x)
+    for n, c in itertools.product(range(x.shape[0]), range(x.shape[1])):
+        for position in itertools.product(*(range(o) for o in out_sizes)):
+            slices = []
+            for d, o in enumerate(position):
+                start = o * stride[d] - padding[d]
+                slices.append(slice(max(start, 0), min(start + kernel[d], sizes[d])))
+            window = x[(n, c, *slices)]
+            g = grad_out[(n, c, *position)].item()
+            values = window.reshape(-1)
+            if values.isnan().any():
+                y[(n, c, *position)] = math.nan
+                grad = torch.full_like(values, math.nan)
+            elif (values == math.inf).any():
+                y[(n, c, *position)] = math.inf
+                hot = values == math.inf
+                grad = torch.where(hot, g / hot.sum().item(), 0.0)
+            elif (values == -math.inf).all():
+                y[(n, c, *position)] = -math.inf
+                grad = torch.zeros_like(values)
+            else:
+                finite = values > -math.inf
+                kept = values[finite]
+                weights = torch.softmax(beta * kept, dim=0)
+                pooled = (weights * kept).sum()
+                y[(n, c, *position)] = pooled
+                grad = torch.zeros_like(values)
+                grad[finite] = g * weights * (1 + beta * (kept - pooled))
+            grad_in[(n, c, *slices)] += grad.reshape(window.shape)
+    return y, grad_in

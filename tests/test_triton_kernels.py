@@ -21,6 +21,7 @@ from softpool import soft_pool1d, soft_pool2d, soft_pool3d
 from softpool._arguments import pool_geometry
 
 soft_pool_nd = pytest.importorskip("softpool.kernels.soft_pool_nd", reason="Triton is not installed")
+from softpool.kernels import config, launch  # noqa: E402  (after the skip: both import Triton)
 
 FUNCTIONS = {1: soft_pool1d, 2: soft_pool2d, 3: soft_pool3d}
 
@@ -260,10 +261,10 @@ class TestNumerics:
         # Large windows go in chunks of lanes with an online max. Forced on a small case: many
         # chunks, the backward's runtime loop over covering windows, and 64-bit offsets in tiles.
         if forced:
-            monkeypatch.setattr(soft_pool_nd, "MAX_UNROLLED_WINDOW", 0)
-            monkeypatch.setattr(soft_pool_nd, "MAX_WINDOW_BLOCK", 4)
-            monkeypatch.setattr(soft_pool_nd, "MAX_UNROLLED_WINDOWS", 0)
-            monkeypatch.setattr(soft_pool_nd, "INT32_MAX", 0)
+            monkeypatch.setattr(config, "MAX_UNROLLED_WINDOW", 0)
+            monkeypatch.setattr(config, "MAX_WINDOW_BLOCK", 4)
+            monkeypatch.setattr(config, "MAX_UNROLLED_WINDOWS", 0)
+            monkeypatch.setattr(config, "INT32_MAX", 0)
         torch.manual_seed(9)
         x = torch.randn(shape, device=device) * 5
         _check_forward_and_backward(x, kernel, stride, padding, True, beta=2.0)
@@ -303,11 +304,11 @@ def test_launcher_checks_the_geometry():
 
 
 def test_tile_helper_raises_with_the_numbers(monkeypatch):
-    monkeypatch.setattr(soft_pool_nd, "MAX_PROGRAMS", 10)
-    monkeypatch.setattr(soft_pool_nd, "INTERPRETED", True)
-    monkeypatch.setattr(soft_pool_nd, "INTERPRETER_ELEMENTS", 8)
+    monkeypatch.setattr(config, "MAX_PROGRAMS", 10)
+    monkeypatch.setattr(config, "INTERPRETED", True)
+    monkeypatch.setattr(config, "INTERPRETER_ELEMENTS", 8)
     with pytest.raises(ValueError, match=r"would need 24 programs \(6 x 4 x 8 positions in tiles of 1 x 8\)"):
-        soft_pool_nd._tile(6, 4, 8, 1, 16)
+        launch._tile(6, 4, 8, 1, 16, 1, 0)
 
 
 def test_cpu_tensor_without_interpreter_raises(monkeypatch):
