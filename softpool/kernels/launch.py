@@ -22,7 +22,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .._arguments import PoolGeometry
+from .._geometry import PoolGeometry
 from . import config
 
 

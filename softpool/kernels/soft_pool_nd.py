@@ -53,7 +53,7 @@ import functools
 import torch
 from torch.autograd.function import once_differentiable
 
-from .._arguments import PoolGeometry
+from .._geometry import PoolGeometry
 from . import config
 from .backward import _softpool_window_bwd_kernel
 from .config import INTERPRETED
