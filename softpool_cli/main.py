@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "downsample": ("softpool_cli.commands.downsample:downsample", "Downsample an image with SoftPool, max or average pooling."),
     "video": ("softpool_cli.commands.video:video", "Downsample a GIF or video clip in time, height and width."),
     "gallery": ("softpool_cli.commands.gallery:gallery", "Turn a folder of images and clips into a README gallery."),
+    "batch": ("softpool_cli.commands.batch:batch", "Pool a whole tree of images and clips, here or on a Dask cluster."),
 }
 
 
