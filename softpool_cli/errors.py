@@ -17,6 +17,16 @@ from pathlib import Path
 import click
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C: temporary files are
+    removed, workers stopped, finished outputs kept."""
+
+
+def interrupted_exit_code(error: KeyboardInterrupt) -> int:
+    """The shell's convention, 128 + the signal: 143 after SIGTERM, 130 after Ctrl-C."""
+    return 143 if isinstance(error, Terminated) else 130
+
+
 class SoftpoolError(Exception):
     """A problem the user can fix, told in one line (no traceback)."""
 

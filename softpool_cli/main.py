@@ -8,6 +8,8 @@ them, and no command's ``--help`` imports PyTorch.
 from __future__ import annotations
 
 import importlib
+import signal
+import threading
 
 import click
 
@@ -50,6 +52,22 @@ class LazyGroup(click.Group):
             raise TypeError(f"{import_path} is a {type(command).__name__}, not a click.Command")
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command with SIGTERM unwinding like Ctrl-C, and either ending in one line
+        and the shell's exit code (130, or 143 for SIGTERM) instead of Click's "Aborted!"."""
+        from softpool_cli.errors import interrupted_exit_code
+
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as error:
+            click.echo("Interrupted: no partial output was left; finished files are kept.", err=True)
+            raise click.exceptions.Exit(interrupted_exit_code(error)) from None
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Click would import every command to read its help; the table above already has it.
         rows = [(name, self.lazy_commands[name][1]) for name in sorted(self.lazy_commands)]
@@ -60,6 +78,12 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(sorted(rows))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    from softpool_cli.errors import Terminated
+
+    raise Terminated
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -191,7 +191,7 @@ class TestInterruptions:
         process = _start_batch(source, tmp_path / "dst")
         _wait_for_outputs(tmp_path / "dst", 3, process)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(60) == 130
+        assert process.wait(60) == 143
         deadline = time.monotonic() + 10  # multiprocessing's resource tracker leaves once it sees its parent gone
         alive = ["?"]
         while alive and time.monotonic() < deadline:

@@ -156,7 +156,10 @@ def _store(local: Path, filesystem, path: str) -> None:
     if _is_local(filesystem):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp{target.suffix}")
+        from softpool_cli.media.files import remove_stale_temporaries, temporary_name
+
+        remove_stale_temporaries(target)  # a killed worker's
+        temporary = target.with_name(temporary_name(target, "batch"))
         try:
             shutil.copyfile(local, temporary)
             os.replace(temporary, target)

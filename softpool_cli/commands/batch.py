@@ -96,13 +96,11 @@ def batch(source, destination, factor, kernel, stride, ceil, target_width, targe
 
 def _run(source, destination, settings, jobs, scheduler, force, quiet):
     """The batch; returns (done, skipped, failed, report path)."""
-    import signal
-
     from tqdm import tqdm
 
     from softpool_cli.batch import cluster, local
     from softpool_cli.batch.plan import Record, find_items, write_report
-    from softpool_cli.errors import SoftpoolError
+    from softpool_cli.errors import SoftpoolError, interrupted_exit_code
 
     stamp = settings.stamp()
     record = Record(destination)
@@ -121,8 +119,8 @@ def _run(source, destination, settings, jobs, scheduler, force, quiet):
     done = 0
     progress = tqdm(total=len(todo), unit="file", desc="batch", file=sys.stderr,
                     disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)  # fmt: skip
-    # SIGTERM is an interruption like Ctrl-C: stop the workers, keep what is finished.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    # SIGTERM arrives as an interruption like Ctrl-C (see softpool_cli.main): stop the workers,
+    # keep what is finished.
     client = None
     try:
         if scheduler:
@@ -145,22 +143,17 @@ def _run(source, destination, settings, jobs, scheduler, force, quiet):
                 if time.monotonic() - last_flush > 1.0:
                     record.flush()
                     last_flush = time.monotonic()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         record.flush()
         write_report(destination, failures)
         click.echo("Interrupted: finished files are kept; run the same command again to do the rest.", err=True)
-        raise click.exceptions.Exit(130) from None
+        raise click.exceptions.Exit(interrupted_exit_code(error)) from None
     finally:
-        signal.signal(signal.SIGTERM, previous)
         if client is not None:
             client.close()
     record.flush()
     report = write_report(destination, failures)
     return done, skipped, len(failures), report
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _cpus() -> int:

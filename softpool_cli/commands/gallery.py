@@ -36,7 +36,7 @@ from pathlib import Path
 
 import click
 
-from softpool_cli.errors import SoftpoolError, report_errors
+from softpool_cli.errors import SoftpoolError, interrupted_exit_code, report_errors
 
 README_NAME = "README.md"
 METHOD_NAMES = ("soft", "max", "avg")
@@ -112,9 +112,9 @@ def gallery(
     try:
         with report_errors(debug):
             counts = _run(sources, out_dir, factor, methods, width, jobs, device, force, quiet, debug)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         click.echo("Interrupted: finished files are kept and skipped by the next run.", err=True)
-        raise click.exceptions.Exit(130) from None
+        raise click.exceptions.Exit(interrupted_exit_code(error)) from None
     total, failed, fresh = counts
     if not quiet:
         readme = out_dir / README_NAME

@@ -87,7 +87,7 @@ def default_output(input_path: Path) -> Path:
 @click.option("--format", "output_format", default=None, metavar="EXT", help="Output container (mp4, mov, mkv, webm, gif, png for APNG, webp) instead of OUT's extension; OUT '-' takes mkv, webm or gif.")
 @click.option("--compare", "compare_path", type=click.Path(path_type=Path), default=None, help="Also write a clip comparing the original, SoftPool, max and avg pooling side by side (one IN only).")
 @click.option("--compare-width", type=click.IntRange(min=16), default=960, show_default=True, help="Largest width of each comparison panel.")
-@click.option("--max-pixels", type=click.IntRange(min=0), default=200_000_000, show_default=True, envvar="SOFTPOOL_MAX_PIXELS", show_envvar=True, help="Refuse clips with larger frames before decoding them; 0 = no limit.")
+@click.option("--max-pixels", type=click.IntRange(min=0), default=50_000_000, show_default=True, envvar="SOFTPOOL_MAX_PIXELS", show_envvar=True, help="Refuse clips with larger frames, read from the header before any frame is decoded; 0 = no limit.")
 @common_options
 def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride, fps, target_width, target_height,
           target_size, target_scale, method, beta, device, crf, preset, output_format, compare_path, compare_width,

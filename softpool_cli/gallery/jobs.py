@@ -203,7 +203,7 @@ def _make_clip(job: Job) -> tuple[dict[str, str], dict[str, tuple[float, float]]
     factor = settings.factor
     clip_settings = ClipSettings()
     try:
-        reader = open_clip(job.source)
+        reader = open_clip(job.source, clip_settings.max_pixels)
     except ClipError as error:
         raise MediaError(job.source, str(error)) from None
     try:

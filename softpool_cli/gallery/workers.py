@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from softpool_cli.errors import describe_failure, is_bug
+from softpool_cli.errors import Terminated, describe_failure, is_bug
 
 if TYPE_CHECKING:
     from softpool_cli.gallery.jobs import Job, Outcome
@@ -98,8 +98,20 @@ def execute(jobs: Sequence[Job], workers: int, debug: bool) -> Iterator[tuple[in
             signal.signal(signal.SIGINT, previous)
         for future in as_completed(futures):
             yield futures[future], future.result()
-    except BaseException:
+    except BaseException as error:
         stop.set()
+        if not isinstance(error, KeyboardInterrupt) or isinstance(error, Terminated):
+            # Ctrl-C reached the workers from the terminal; SIGTERM (or a failure here) reached
+            # only this process: pass it on, so running jobs stop and remove their temporaries.
+            _interrupt_workers(pool)
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _interrupt_workers(pool: Any) -> None:
+    for process in list(getattr(pool, "_processes", {}).values()):
+        try:
+            os.kill(process.pid, signal.SIGINT)
+        except (ProcessLookupError, TypeError):
+            pass  # already gone, or not started

@@ -102,12 +102,18 @@ class _ChunkBuffer:
 
 
 
-def open_clip(path: Path) -> AnimatedImageReader | ContainerReader:
+def open_clip(path: Path, max_pixels: int = 0) -> AnimatedImageReader | ContainerReader:
     """Open a clip for reading, recognising it by its content, not its extension.
+
+    Args:
+        path: The clip.
+        max_pixels: Refuse frames with more pixels than this, from the header, before any
+            frame is decoded (0: no limit). Pillow's own guard, which would call such a
+            file "corrupt", gives way to this one.
 
     Raises:
         ClipError: the file is missing, empty, a still image, not a clip PyAV can read,
-            or has no video track.
+            has no video track, or its frames are over ``max_pixels``.
     """
     if not path.exists():
         raise ClipError("no such file")
@@ -115,20 +121,44 @@ def open_clip(path: Path) -> AnimatedImageReader | ContainerReader:
         raise ClipError("is a directory, not a clip")
     if path.stat().st_size == 0:
         raise ClipError("empty file")
-    image = _open_image(path)
+    image = _open_image(path, max_pixels)
     if image is not None:
         return AnimatedImageReader(image)
-    return ContainerReader(path)
+    reader = ContainerReader(path)
+    problem = pixel_limit_problem(reader.info.width, reader.info.height, max_pixels)
+    if problem:
+        reader.close()
+        raise ClipError(problem)
+    return reader
 
 
-def _open_image(path: Path) -> Image.Image | None:
+def pixel_limit_problem(width: int, height: int, max_pixels: int) -> str | None:
+    """What to say of frames of ``width`` x ``height`` over ``max_pixels`` (None: within it)."""
+    if not max_pixels or width * height <= max_pixels:
+        return None
+    return (
+        f"frames are {width}x{height} ({width * height / 1e6:.1f} megapixels), over the limit of "
+        f"{max_pixels:,} pixels (raise it with --max-pixels or SOFTPOOL_MAX_PIXELS)"
+    )
+
+
+def _open_image(path: Path, max_pixels: int) -> Image.Image | None:
     """Pillow's view of the file if it is an image format Pillow knows, else None."""
+    limit = Image.MAX_IMAGE_PIXELS
     try:
+        # Our limit is checked below from the header; Pillow's would warn, or call the file corrupt.
+        Image.MAX_IMAGE_PIXELS = None
         image = Image.open(path)
     except UnidentifiedImageError:
         return None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise ClipError(f"corrupt or truncated image ({error})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+    problem = pixel_limit_problem(*image.size, max_pixels)
+    if problem:
+        image.close()
+        raise ClipError(problem)
     # Pillow recognises MPEG-1 streams but cannot decode them: they are PyAV's.
     if image.format == "MPEG":
         image.close()

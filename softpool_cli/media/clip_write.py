@@ -181,12 +181,18 @@ class GifWriter:
         if self.frames_written == 0:
             self._file.close()
             raise ClipError("no frames to write")
-        self._file.write(b";")
-        self._file.close()
+        try:
+            self._file.write(b";")
+            self._file.close()
+        except OSError:
+            self.abort()
+            raise
 
     def abort(self) -> None:
-        """Stop writing; the caller removes the incomplete file."""
-        self._file.close()
+        """Stop writing; the caller removes the incomplete file. Never raises: closing flushes,
+        and on a full disk that fails again, which would hide the error that made us stop."""
+        with contextlib.suppress(OSError):
+            self._file.close()
 
 
 # FFmpeg's default layout for each channel count, for sources (AVI, WAV) that leave it unnamed.

@@ -10,6 +10,7 @@ when the whole new one is ready.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
@@ -100,9 +101,13 @@ def _create_temporary_beside(target: Path) -> Path:
     Writers that pick the format from the file name (video encoders do) see the
     target's extension. Mode 0o666 is filtered by the umask, so the final file gets
     the same permissions as any newly created file (mkstemp would give 0o600).
+    The name, ``.NAME.PID-XXXXXXXX.tmp.EXT``, carries the writer's process id: a run
+    that was killed (SIGKILL, a power cut) leaves its temporary behind, and the next
+    write to the same target removes it (see :func:`remove_stale_temporaries`).
     """
+    remove_stale_temporaries(target)
     while True:
-        candidate = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp{target.suffix}")
+        candidate = target.with_name(temporary_name(target, secrets.token_hex(4)))
         try:
             descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -111,6 +116,50 @@ def _create_temporary_beside(target: Path) -> Path:
             raise MediaError(target, f"cannot write: {error.strerror or error}") from error
         os.close(descriptor)
         return candidate
+
+
+def temporary_name(target: Path, tag: str) -> str:
+    """The hidden name a temporary for ``target`` gets: ``.NAME.PID-TAG.tmp.EXT``."""
+    return f".{target.name}.{os.getpid()}-{tag}.tmp{target.suffix}"
+
+
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)-[0-9a-z]+\.tmp(?P<suffix>\.[^.]*)?$")
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporaries of ``target`` that killed runs left, and return them.
+
+    A temporary is stale when the process named in it no longer runs on this machine. One
+    whose process still runs, this one included, is in use and kept. A process id can be
+    reused, so a stale file may be kept a while longer, never the other way round.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(target.parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if not match or match["name"] != target.name or _process_runs(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+        except OSError:
+            continue  # not ours to remove, or gone already
+        removed.append(Path(entry.path))
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def _remove_quietly(path: Path) -> None:

@@ -137,13 +137,12 @@ def pool_clip(
     """
     from softpool_cli.media.clip_read import ClipError
 
+    from softpool_cli.media.clip_read import pixel_limit_problem
+
     info = reader.info
-    if max_pixels and info.width * info.height > max_pixels:
-        raise MediaError(
-            name,
-            f"frames are {info.width}x{info.height} ({info.width * info.height / 1e6:.1f} megapixels), over the "
-            f"limit of {max_pixels:,} pixels (raise it with --max-pixels or SOFTPOOL_MAX_PIXELS)",
-        )
+    problem = pixel_limit_problem(info.width, info.height, max_pixels)
+    if problem:  # open_clip checked already, given the limit
+        raise MediaError(name, problem)
     frames_per_chunk = max(time.kernel, CHUNK_BYTES // max(1, info.width * info.height * 3))
     stop = threading.Event()
     failures: list[_Failure] = []
@@ -197,7 +196,9 @@ def pool_clip(
         try:
             output.writer.close()
         except (ClipError, OSError) as error:
-            raise MediaError(output.path, f"cannot write ({error})") from None
+            # strerror alone: the error's file name is the hidden temporary, not the output.
+            detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+            raise MediaError(output.path, f"cannot write: {detail}") from None
     return stats
 
 

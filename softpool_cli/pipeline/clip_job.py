@@ -18,7 +18,9 @@ from softpool_cli.errors import MediaError
 from softpool_cli.pipeline.geometry import SpatialGeometry, TimeGeometry
 from softpool_cli.pipeline.targets import Task
 
-DEFAULT_MAX_PIXELS = 200_000_000
+# Per frame: a clip holds several frames at once (windows, queues), so less than a still image's
+# 200 MP; 50 MP is above 8K (33 MP).
+DEFAULT_MAX_PIXELS = 50_000_000
 # Comparisons are for looking at: a fast preset keeps them cheap next to the result itself.
 COMPARE_ENCODER = {"crf": 18, "preset": "veryfast"}
 
@@ -104,7 +106,7 @@ def _pool_file(task: Task, source_path: Path, target_path: Path, suffix: str, se
         extensions = OUTPUT_FORMATS if settings.format is None or path == compare_path else {path.suffix.lower()}
         check_output_path(path, extensions=extensions, overwrite=settings.overwrite)
     try:
-        reader = open_clip(source_path)
+        reader = open_clip(source_path, settings.max_pixels)
     except ClipError as error:
         raise MediaError(name, str(error)) from None
     notes: list[str] = []
