@@ -179,13 +179,18 @@ def _open_image(path: Path, max_pixels: int) -> Image.Image | None:
 
 def _flatten(image: Image.Image) -> np.ndarray:
     """The current frame as (H, W, 3) uint8 RGB, transparent areas composited onto white."""
-    rgba = np.asarray(image.convert("RGBA"))  # (H, W, 4)
-    rgb, alpha = rgba[..., :3], rgba[..., 3:]
-    if alpha.min() == 255:
-        return np.ascontiguousarray(rgb)
-    alpha = alpha.astype(np.uint16)
-    blended = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
-    return blended.astype(np.uint8)
+    if image.mode == "RGB":
+        return np.asarray(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            pixels = np.asarray(rgba)  # (H, W, 4)
+            rgb, alpha = pixels[..., :3], pixels[..., 3:].astype(np.uint16)
+            blended = (rgb * alpha + 255 * (255 - alpha) + 127) // 255
+            return blended.astype(np.uint8)
+        image = rgba
+    # Converting in Pillow is one pass; slicing RGB out of RGBA in NumPy is a slow strided copy.
+    return np.asarray(image.convert("RGB"))
 
 
 class AnimatedImageReader:
