@@ -97,6 +97,10 @@ def make_inputs(folder: Path, rows: set[str]) -> dict[str, Path]:
     if "video-1080p" in rows:
         inputs["1080p.mp4"] = folder / "1080p.mp4"
         make_clip(inputs["1080p.mp4"], 1920, 1080, 150, 30)
+    if "video-memory" in rows:  # the same picture, 10 s and 60 s long: memory must not grow
+        for seconds in (10, 60):
+            inputs[f"720p-{seconds}s.mp4"] = folder / f"720p-{seconds}s.mp4"
+            make_clip(inputs[f"720p-{seconds}s.mp4"], 1280, 720, 30 * seconds, 30, pan=False)
     if "video-gif" in rows:
         inputs["480p.gif"] = folder / "480p.gif"
         make_gif(inputs["480p.gif"], 854, 480, 60)
@@ -107,16 +111,17 @@ def _pan(photo: np.ndarray, width: int, height: int, index: int) -> np.ndarray:
     return np.ascontiguousarray(photo[index * 2 : index * 2 + height, index * 3 : index * 3 + width])
 
 
-def make_clip(path: Path, width: int, height: int, frames: int, fps: int) -> None:
+def make_clip(path: Path, width: int, height: int, frames: int, fps: int, pan: bool = True) -> None:
     import av
 
-    photo = photo_like(height + 2 * frames, width + 3 * frames, 4)
+    photo = photo_like(height + 2 * frames, width + 3 * frames, 4) if pan else photo_like(height, width, 4)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "18", "preset": "veryfast"}
         for index in range(frames):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(_pan(photo, width, height, index), format="rgb24")))
+            pixels = _pan(photo, width, height, index) if pan else np.roll(photo, 4 * index, axis=1)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
         container.mux(stream.encode())
 
 
@@ -162,6 +167,12 @@ def rows_of(inputs: dict[str, Path], out: Path, ffmpeg: str | None, convert: str
              [ffmpeg, "-v", "error", "-y", "-i", source, "-vf", "scale=iw/2:ih/2,fps=15", *X264, out / "peer.mp4"]),
             ("softpool video --factor 2", [*SOFTPOOL, "video", source, out / "ours.mp4", "--factor", "2", "--overwrite"]),
         ]  # fmt: skip
+    if "720p-10s.mp4" in inputs:
+        rows["video-memory"] = [
+            (f"softpool video, 720p {seconds} s", [*SOFTPOOL, "video", inputs[f"720p-{seconds}s.mp4"],
+                                                  out / f"ours-{seconds}.mp4", "--overwrite"])
+            for seconds in (10, 60)
+        ]  # fmt: skip
     if "480p.gif" in inputs and ffmpeg:
         source = inputs["480p.gif"]
         rows["video-gif"] = [
@@ -198,7 +209,8 @@ def gallery_row(repeats: int, env: dict, scratch: Path) -> list[tuple[str, list[
     return [("softpool gallery samples (fresh output)", times, peaks)]
 
 
-ALL_ROWS = ["downsample-4k", "downsample-24mp", "methods-24mp", "methods-4k-png", "video-1080p", "video-gif", "gallery"]
+ALL_ROWS = ["downsample-4k", "downsample-24mp", "methods-24mp", "methods-4k-png", "video-1080p", "video-gif",
+            "video-memory", "gallery"]
 
 
 def main(argv: list[str] | None = None) -> int:
