@@ -92,18 +92,28 @@ def report_errors(debug: bool = False) -> Iterator[None]:
         raise click.exceptions.Exit(1) from None
 
 
-def run_tasks(tasks, work, report, *, debug: bool = False) -> int:
-    """Run ``work(task)`` for each task, passing each outcome to ``report``; return the failures.
+def run_tasks(tasks, work, describe, *, quiet: bool, debug: bool = False, compare_path=None, started: float) -> None:
+    """Run ``work(task)`` for each task and report as `downsample` and `video` do; exit 1 if any failed.
 
     A task that fails is told in one line naming its file, and the others go on. Click's own
-    usage errors and Ctrl-C stop the run.
+    usage errors and Ctrl-C stop the run. Each outcome's notes and ``describe(outcome)`` are
+    printed (on stderr when a task writes its result to stdout), then a summary line for
+    several tasks.
 
     Args:
-        tasks: Objects with a ``source`` attribute (the file messages name).
-        work: Does one task and returns its outcome.
-        report: Called with each outcome.
+        tasks: Objects with ``source`` (the file messages name) and ``writes_stdout``.
+        work: Does one task and returns its outcome (with ``notes``).
+        describe: The line told for a finished outcome.
+        quiet: Print nothing but errors.
         debug: Re-raise instead, so the full traceback is shown.
+        compare_path: The comparison written beside a single task, named at the end.
+        started: ``time.perf_counter()`` when the command started, for the summary.
     """
+    import sys
+    import time
+
+    to_stdout = any(task.writes_stdout for task in tasks)
+    echo = (lambda text: click.echo(text, err=True)) if to_stdout else click.echo
     failed = 0
     for task in tasks:
         try:
@@ -116,5 +126,14 @@ def run_tasks(tasks, work, report, *, debug: bool = False) -> int:
             click.echo(f"Error: {describe_failure(error, task.source)}", err=True)
             failed += 1
             continue
-        report(outcome)
-    return failed
+        if not quiet:
+            for note in outcome.notes:
+                click.echo(f"Note: {note}", err=True)
+            echo(describe(outcome))
+    if len(tasks) > 1 and not quiet:
+        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
+    elif not quiet and compare_path is not None and not failed:
+        echo(f"comparison -> {compare_path}")
+    if failed:
+        sys.stdout.flush()
+        raise click.exceptions.Exit(1)

@@ -7,7 +7,6 @@ at once; the work is :mod:`softpool_cli.pipeline.image_job`'s.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -114,26 +113,12 @@ def downsample(arguments, output_dir, recursive, factor, kernel, stride, ceil, t
             compare=str(compare_path) if compare_path else None, compare_width=compare_width,
         )  # fmt: skip
 
-    # Messages go to stderr when the image itself goes to stdout.
-    to_stdout = any(task.writes_stdout for task in tasks)
-    echo = (lambda text: click.echo(text, err=True)) if to_stdout else click.echo
-
-    def report(outcome) -> None:
-        if quiet:
-            return
-        for note in outcome.notes:
-            click.echo(f"Note: {note}", err=True)
+    def describe(outcome) -> str:
         (w, h), (ow, oh) = outcome.size_in, outcome.size_out
-        echo(
+        return (
             f"{outcome.source} {w}x{h} -> {outcome.target} {ow}x{oh}: {method_name(method, beta)}, "
             f"{geometry.describe()}, on {settings.device}; pooling {outcome.pooling_seconds:.2f} s"
         )
 
-    failed = run_tasks(tasks, lambda task: downsample_one(task, settings), report, debug=debug)
-    if len(tasks) > 1 and not quiet:
-        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
-    elif not quiet and compare_path is not None and not failed:
-        echo(f"comparison -> {compare_path}")
-    if failed:
-        sys.stdout.flush()
-        raise click.exceptions.Exit(1)
+    run_tasks(tasks, lambda task: downsample_one(task, settings), describe, quiet=quiet, debug=debug,
+              compare_path=compare_path, started=started)  # fmt: skip

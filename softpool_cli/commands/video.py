@@ -7,7 +7,6 @@ at once; the work is :mod:`softpool_cli.pipeline.clip_job`'s.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -153,26 +152,13 @@ def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride,
             compare_width=compare_width, max_pixels=max_pixels, quiet=quiet,
         )  # fmt: skip
 
-    to_stdout = any(task.writes_stdout for task in tasks)
-    echo = (lambda text: click.echo(text, err=True)) if to_stdout else click.echo
-
-    def report(outcome) -> None:
-        if quiet:
-            return
-        for note in outcome.notes:
-            click.echo(f"Note: {note}", err=True)
+    def describe(outcome) -> str:
         (w, h), (ow, oh) = outcome.size_in, outcome.size_out
-        echo(
+        return (
             f"{outcome.source} {w}x{h}, {outcome.frames_in} frames -> {outcome.target} {ow}x{oh}, "
             f"{outcome.frames_out} frames: {method_name(method, beta)}, {time_windows.describe()} x "
             f"{spatial.describe()}, on {settings.device}; {time.perf_counter() - started:.2f} s"
         )
 
-    failed = run_tasks(tasks, lambda task: video_one(task, settings), report, debug=debug)
-    if len(tasks) > 1 and not quiet:
-        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
-    elif not quiet and compare_path is not None and not failed:
-        echo(f"comparison -> {compare_path}")
-    if failed:
-        sys.stdout.flush()
-        raise click.exceptions.Exit(1)
+    run_tasks(tasks, lambda task: video_one(task, settings), describe, quiet=quiet, debug=debug,
+              compare_path=compare_path, started=started)  # fmt: skip
