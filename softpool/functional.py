@@ -4,6 +4,11 @@
 tensors to the compiled CPU kernels (when Numba is installed) and everything else to the
 PyTorch path; "triton" and "torch" force one (`softpool._routing` decides).
 ``beta`` is a float, or a tensor (one value or one per channel) whose gradient is computed.
+
+Non-finite inputs, per window: a NaN gives y = NaN (and NaN gradients for the window); else a
++inf gives y = +inf (gradient g / their count for each +inf value, 0 for the others); else a
+window of only -inf gives -inf (gradient 0); else -inf values weigh 0 and y is SoftPool of
+the finite values. The same for every backend and every beta >= 0 (0: their mean).
 """
 
 from __future__ import annotations
@@ -54,6 +59,10 @@ def soft_pool1d(
     Each window's output is the softmax-weighted mean of its values,
     :math:`y = \sum_i \mathrm{softmax}(\beta x_w)_i \, x_i`, per channel. The windows are those
     of :func:`torch.nn.functional.max_pool1d`; padded positions are left out of a window.
+    Infinities and NaN follow the limits of the formula, alike on every backend: -inf
+    weighs 0 (a window of only -inf gives -inf), a +inf in a window gives +inf (its gradient
+    shared evenly among the window's +inf values, as max pooling's ties), and a NaN gives NaN
+    (and a NaN gradient to every value of its window).
 
     Args:
         x: input of shape (N, C, L) or (C, L); float16, bfloat16, float32 or float64.
@@ -95,6 +104,10 @@ def soft_pool2d(
     Each window's output is the softmax-weighted mean of its values,
     :math:`y = \sum_i \mathrm{softmax}(\beta x_w)_i \, x_i`, per channel. The windows are those
     of :func:`torch.nn.functional.max_pool2d`; padded positions are left out of a window.
+    Infinities and NaN follow the limits of the formula, alike on every backend: -inf
+    weighs 0 (a window of only -inf gives -inf), a +inf in a window gives +inf (its gradient
+    shared evenly among the window's +inf values, as max pooling's ties), and a NaN gives NaN
+    (and a NaN gradient to every value of its window).
 
     Args:
         x: input of shape (N, C, H, W) or (C, H, W); float16, bfloat16, float32 or float64;
@@ -140,6 +153,10 @@ def soft_pool3d(
     Each window's output is the softmax-weighted mean of its values,
     :math:`y = \sum_i \mathrm{softmax}(\beta x_w)_i \, x_i`, per channel. The windows are those
     of :func:`torch.nn.functional.max_pool3d`; padded positions are left out of a window.
+    Infinities and NaN follow the limits of the formula, alike on every backend: -inf
+    weighs 0 (a window of only -inf gives -inf), a +inf in a window gives +inf (its gradient
+    shared evenly among the window's +inf values, as max pooling's ties), and a NaN gives NaN
+    (and a NaN gradient to every value of its window).
 
     Args:
         x: input of shape (N, C, D, H, W) or (C, D, H, W); float16, bfloat16, float32 or float64;

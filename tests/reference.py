@@ -162,7 +162,7 @@ def soft_pool_reference_nonfinite(
             elif (values == math.inf).any():
                 y[(n, c, *position)] = math.inf
                 hot = values == math.inf
-                grad = torch.where(hot, g / hot.sum().item(), 0.0)
+                grad = hot.to(torch.float64) * (g / hot.sum().item())  # torch.where would give float32
             elif (values == -math.inf).all():
                 y[(n, c, *position)] = -math.inf
                 grad = torch.zeros_like(values)
@@ -176,3 +176,34 @@ def soft_pool_reference_nonfinite(
                 grad[finite] = g * weights * (1 + beta * (kept - pooled))
             grad_in[(n, c, *slices)] += grad.reshape(window.shape)
     return y, grad_in
+
+
+def nonfinite_input(shape, kernel_size, dtype, seed: int) -> torch.Tensor:
+    """Random values with about a quarter -inf, and +inf and NaN rare enough that many windows
+    hold none (8% and 3% of small windows' values); the first window of the first plane all
+    -inf, and a window-sized block at the far corner of the last plane all +inf."""
+    rank = len(shape) - 2
+    kernel = kernel_size if isinstance(kernel_size, tuple) else (kernel_size,) * rank
+    volume = math.prod(kernel)
+    positive, nan = min(0.08, 0.5 / volume), min(0.03, 0.3 / volume)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=generator, dtype=torch.float64)
+    draw = torch.rand(shape, generator=generator, dtype=torch.float64)
+    x[draw < 0.25] = -math.inf
+    x[(draw >= 0.25) & (draw < 0.25 + positive)] = math.inf
+    x[(draw >= 0.25 + positive) & (draw < 0.25 + positive + nan)] = math.nan
+    planes = x.view(-1, *shape[2:])
+    planes[(0, *(slice(0, k) for k in kernel))] = -math.inf
+    planes[(-1, *(slice(-k, None) for k in kernel))] = math.inf
+    return x.to(dtype)
+
+
+def assert_matches_nonfinite(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, what: str) -> None:
+    """NaN where expected is NaN, the same infinities where it is infinite, and close elsewhere."""
+    actual = actual.detach().double().cpu()
+    nan = expected.isnan()
+    infinite = expected.isinf()
+    assert torch.equal(actual.isnan(), nan), f"{what}: NaN at {(actual.isnan() != nan).nonzero()[:5].tolist()}"
+    assert torch.equal(actual[infinite], expected[infinite]), f"{what}: infinities differ"
+    finite = ~(nan | infinite)
+    assert_close(actual[finite], expected[finite], atol, rtol, what)

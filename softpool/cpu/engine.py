@@ -15,6 +15,10 @@ subtracted first. Backward: dy/dx_i = w_i * (1 + beta * (x_i - y)), summed over 
 that hold x_i; the general backward gathers those windows per input element, so it is
 deterministic without atomics, and the whole-window one writes each input once.
 
+-inf, +inf and NaN (the rules of `softpool.functional`) cost the finite case nothing in the
+loops: every window holding one comes out of them NaN (0 * -inf, inf - inf, NaN), and a
+separate pass over each row of outputs redoes those windows with scalar code.
+
 Work is split over output rows between plain threads started per call (`softpool.cpu.threads`),
 as many as ``torch.get_num_threads()``: the library follows PyTorch's thread setting. Compiled
 code is cached on disk; the first call with a new window compiles it once.

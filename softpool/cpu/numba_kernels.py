@@ -99,6 +99,67 @@ if numba is not None:
                     weighted += weight * x[plane, d, h, w]
         return top, total, _within(weighted / total, bottom, top)
 
+    @numba.njit
+    def _special_window(x, beta, plane, d0, d1, h0, h1, w0, w1):
+        """(maximum, weight sum, SoftPool) of a window that holds -inf, +inf or NaN, which the
+        vectorised loops leave NaN. A NaN: (NaN, 1, NaN). Else +inf: (+inf, their count, +inf).
+        Else only -inf: (-inf, 1, -inf). Else the finite values alone (-inf weighs 0)."""
+        constants = np.empty(2, x.dtype)  # 1 and +inf in x's dtype, so that every branch returns it
+        constants[0], constants[1] = 1, np.inf
+        one, inf = constants[0], constants[1]
+        infinite = one - one  # the count of +inf values
+        top = -inf
+        bottom = inf
+        for d in range(d0, d1):
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    value = x[plane, d, h, w]
+                    if value != value:
+                        return value, one, value
+                    if value == inf:
+                        infinite += one
+                    elif value > -inf:
+                        top = max(top, value)
+                        bottom = min(bottom, value)
+        if infinite:
+            return inf, infinite, inf
+        if top == -inf:
+            return top, one, top
+        total = beta - beta
+        weighted = beta - beta
+        for d in range(d0, d1):
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    value = x[plane, d, h, w]
+                    if value > -inf:
+                        weight = _exp(beta * (value - top))
+                        total += weight
+                        weighted += weight * value
+        return top, total, _within(weighted / total, bottom, top)
+
+    @numba.njit(inline="always")
+    def _gradient_part(grad, value, beta, top, total, pooled):
+        """dy/dx g for one value of a window with statistics (top, total, pooled) as
+        `_special_window` gives them: g w (1 + beta (x - y)) for a finite maximum and value;
+        g / count for a +inf value of a +inf window; NaN for a NaN window; 0 otherwise."""
+        if top - top == 0 and value > -np.inf:
+            part = grad * _exp(beta * (value - top)) / total
+            return part + part * beta * (value - pooled)
+        if top != top:
+            return top
+        if top == np.inf and value == np.inf:
+            return grad / total
+        return beta - beta
+
+    @numba.njit
+    def _special_gradient(x, beta, plane, d0, d1, h0, h1, w0, w1, grad, grad_x):
+        """Write the gradient of a window of `_special_window` (one that no other window overlaps)."""
+        top, total, pooled = _special_window(x, beta, plane, d0, d1, h0, h1, w0, w1)
+        for d in range(d0, d1):
+            for h in range(h0, h1):
+                for w in range(w0, w1):
+                    grad_x[plane, d, h, w] = _gradient_part(grad, x[plane, d, h, w], beta, top, total, pooled)
+
 
 @functools.lru_cache(maxsize=None)
 def whole_window_forward(kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> Callable:
@@ -137,6 +198,12 @@ def whole_window_forward(kernel: tuple[int, int, int], stride: tuple[int, int, i
                             total += weight
                             weighted += weight * value
                 y[plane, od, oh, ow] = _within(weighted / total, bottom, top)
+            # -inf, +inf and NaN all leave the output NaN (0 * -inf, inf - inf, NaN): such windows
+            # are redone in a separate pass over the row, which keeps the loop above vectorised.
+            for ow in range(width_out):
+                if y[plane, od, oh, ow] != y[plane, od, oh, ow]:
+                    d0, h0, w0 = sd * od, sh * oh, sw * ow
+                    y[plane, od, oh, ow] = _special_window(x, beta, plane, d0, d0 + kd, h0, h0 + kh, w0, w0 + kw)[2]
 
     return forward_whole_windows
 
@@ -199,6 +266,13 @@ def whole_window_backward(kernel: tuple[int, int, int], stride: tuple[int, int, 
                             # which would promote float32 lanes to float64).
                             part = scale * _exp(beta * (value - top))
                             grad_x[plane, d, h, sw * ow + dw] = part + part * beta * (value - y)
+            # Windows with -inf, +inf or NaN (a NaN output, as in the forward), redone apart.
+            for ow in range(width_out):
+                if outputs[ow] != outputs[ow]:
+                    d0, h0, w0 = sd * od, sh * oh, sw * ow
+                    _special_gradient(
+                        x, beta, plane, d0, d0 + kd, h0, h0 + kh, w0, w0 + kw, grad_y[plane, od, oh, ow], grad_x
+                    )
 
     return backward_whole_windows
 
@@ -220,6 +294,10 @@ def any_window_forward() -> Callable:
             for ow in range(width_out):
                 w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, width)
                 y[plane, od, oh, ow] = _window_softpool(x, beta, plane, d0, d1, h0, h1, w0, w1)[2]
+            for ow in range(width_out):  # windows with -inf, +inf or NaN, left NaN above
+                if y[plane, od, oh, ow] != y[plane, od, oh, ow]:
+                    w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, width)
+                    y[plane, od, oh, ow] = _special_window(x, beta, plane, d0, d1, h0, h1, w0, w1)[2]
 
     return forward_any_windows
 
@@ -244,6 +322,13 @@ def any_window_statistics() -> Callable:
                 statistics[0, plane, od, oh, ow] = top
                 statistics[1, plane, od, oh, ow] = total
                 statistics[2, plane, od, oh, ow] = pooled
+            for ow in range(width_out):  # windows with -inf, +inf or NaN, left NaN above
+                if statistics[2, plane, od, oh, ow] != statistics[2, plane, od, oh, ow]:
+                    w0, w1 = max(ow * sw - pw, 0), min(ow * sw - pw + kw, width)
+                    top, total, pooled = _special_window(x, beta, plane, d0, d1, h0, h1, w0, w1)
+                    statistics[0, plane, od, oh, ow] = top
+                    statistics[1, plane, od, oh, ow] = total
+                    statistics[2, plane, od, oh, ow] = pooled
 
     return window_statistics
 
@@ -275,8 +360,7 @@ def any_window_backward() -> Callable:
                             top = statistics[0, plane, od, oh, ow]
                             total = statistics[1, plane, od, oh, ow]
                             y = statistics[2, plane, od, oh, ow]
-                            part = grad_y[plane, od, oh, ow] * _exp(beta * (value - top)) / total
-                            grad += part + part * beta * (value - y)
+                            grad += _gradient_part(grad_y[plane, od, oh, ow], value, beta, top, total, y)
                 grad_x[plane, d, h, w] = grad
 
     return backward_any_windows

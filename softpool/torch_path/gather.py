@@ -17,6 +17,7 @@ import torch
 
 from .._geometry import PoolGeometry, adaptive_bounds
 from .._layout import compute_dtype
+from .nonfinite import finite_differences, floored_beta, pooled_output, safe_total, window_shift
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,16 @@ def soft_pool_gathered(x: torch.Tensor, windows: list[Windows], beta: float | to
         window_max = block.amax(dim=window_dims, keepdim=True)
     if isinstance(beta, torch.Tensor):
         beta = beta.to(dtype).reshape(1, -1, *([1] * (2 * rank)))  # one value, or (1, C, 1, ...)
-    # The detached maximum changes nothing mathematically: SoftPool ignores a per-window shift.
-    exponent = beta * (block - window_max.detach())
+    beta = floored_beta(beta)
+    # The detached shift changes nothing mathematically: SoftPool ignores a per-window shift.
+    shift = window_shift(window_max)
+    differences = finite_differences(block, shift, beta)  # -inf and NaN handled as `nonfinite` says
+    exponent = beta * differences
     if inside is not None:
         exponent = exponent.masked_fill(outside, float("-inf"))  # after beta: beta = 0 must still mask
     weights = torch.exp(exponent)
-    pooled = (weights * block).sum(dim=window_dims) / weights.sum(dim=window_dims)  # (N, C, O1, ...)
+    relative = (weights * differences).sum(dim=window_dims) / safe_total(weights.sum(dim=window_dims))
+    for _ in range(rank):  # one dimension at a time: the TorchScript exporter takes no tuple here
+        window_max, shift = window_max.squeeze(-1), shift.squeeze(-1)
+    pooled = pooled_output(window_max, shift, relative)  # (N, C, O1, ...)
     return pooled.to(x.dtype)

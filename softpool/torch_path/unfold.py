@@ -5,7 +5,8 @@ Every rank is lifted to three spatial dimensions, the windows are taken as strid
 Padded positions are masked out of the window rather than filled with zeros, so they never
 take part in the weighted mean, exactly as in max pooling. Autograd through these ops is the
 exact gradient: the subtracted maximum is detached, which changes nothing mathematically
-because SoftPool is invariant to a per-window shift of the exponent.
+because SoftPool is invariant to a per-window shift of the exponent. -inf, +inf and NaN follow
+`softpool.functional`'s rules through `softpool.torch_path.nonfinite` (one more elementwise pass).
 
 The backward in closed form, for callers below the autograd layer (the custom op's backward):
 for y = sum_i w_i x_i with w = softmax(beta * x_w), dy/dx_i = w_i * (1 + beta * (x_i - y)).
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from .._geometry import PoolGeometry
 from .._layout import compute_dtype
+from .nonfinite import finite_differences, floored_beta, pooled_output, safe_total, window_shift
 
 
 WINDOW_DIMS = (-3, -2, -1)
@@ -33,8 +35,15 @@ class WindowSoftmax:
     """Every window of a call as a strided view, with its softmax weights."""
 
     windows: torch.Tensor  # (N, C, Do, Ho, Wo, kd, kh, kw), a view of the padded input
-    weights: torch.Tensor  # same shape: softmax(beta * window), 0 on padding
+    differences: torch.Tensor  # same shape: windows - shift, made finite (`nonfinite`)
+    weights: torch.Tensor  # same shape: softmax(beta * window), 0 on padding and -inf
+    window_max: torch.Tensor  # (N, C, Do, Ho, Wo, 1, 1, 1), NaN where the window holds one
+    shift: torch.Tensor  # same shape: what the exponents subtract (`nonfinite.window_shift`)
     unfold_inputs: list[tuple[int, ...]]  # the shape before each unfold, for its adjoint
+
+    def relative_output(self) -> torch.Tensor:
+        """y - shift for windows with a finite maximum: (N, C, Do, Ho, Wo, 1, 1, 1)."""
+        return (self.weights * self.differences).sum(dim=WINDOW_DIMS, keepdim=True)
 
 
 def window_softmax(
@@ -74,15 +83,18 @@ def window_softmax(
 
     if isinstance(beta, torch.Tensor):
         beta = beta.to(dtype).reshape(1, -1, *([1] * 6))  # one value, or (1, C, 1, ...)
-    exponent = beta * (windows - window_max.detach())
+    beta = floored_beta(beta)
+    shift = window_shift(window_max)
+    differences = finite_differences(windows, shift, beta)
+    exponent = beta * differences
     if needs_mask:
         # -inf after the product with beta: beta = 0 must still give 0 weight to padding.
         exponent = exponent.masked_fill(~inside, float("-inf"))
-    weights = torch.exp(exponent)  # in (0, 1], 1 at the window maximum
+    weights = torch.exp(exponent)  # in [0, 1], 1 at the window maximum
     # Normalising before the weighted sum keeps every partial sum within the window's range,
     # so values near the dtype's largest finite number cannot overflow.
-    weights = weights / weights.sum(dim=WINDOW_DIMS, keepdim=True)
-    return WindowSoftmax(windows, weights, unfold_inputs)
+    weights = weights / safe_total(weights.sum(dim=WINDOW_DIMS, keepdim=True))
+    return WindowSoftmax(windows, differences, weights, window_max, shift, unfold_inputs)
 
 
 def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch.Tensor) -> torch.Tensor:
@@ -92,7 +104,7 @@ def soft_pool_torch(x: torch.Tensor, geometry: PoolGeometry, beta: float | torch
     Half types are computed in float32 and the result cast back to ``x.dtype``.
     """
     softmax = window_softmax(x, geometry, beta, compute_dtype(x.dtype))
-    pooled = (softmax.weights * softmax.windows).sum(dim=WINDOW_DIMS)  # (N, C, Do, Ho, Wo)
+    pooled = pooled_output(softmax.window_max, softmax.shift, softmax.relative_output())  # (N, C, Do, Ho, Wo, 1, 1, 1)
     return pooled.reshape(*x.shape[:2], *geometry.output_size).to(x.dtype)
 
 
@@ -109,11 +121,14 @@ def soft_pool_torch_backward(
     )
     batch, channels = x.shape[:2]
     softmax = window_softmax(x, geometry, beta, compute_dtype(x.dtype))
-    windows, weights, unfold_inputs = softmax.windows, softmax.weights, softmax.unfold_inputs
-    pooled = (weights * windows).sum(dim=WINDOW_DIMS, keepdim=True)  # (N, C, Do, Ho, Wo, 1, 1, 1)
+    weights, differences, unfold_inputs = softmax.weights, softmax.differences, softmax.unfold_inputs
+    relative = softmax.relative_output()  # (N, C, Do, Ho, Wo, 1, 1, 1): y - shift
 
-    grad = grad_output.to(softmax.weights.dtype).reshape(batch, channels, *out_size, 1, 1, 1)
-    grad = grad * weights * (1 + beta * (windows - pooled))  # (N, C, Do, Ho, Wo, kd, kh, kw)
+    grad = grad_output.to(weights.dtype).reshape(batch, channels, *out_size, 1, 1, 1)
+    # A NaN in a window makes its whole gradient NaN; +inf and -inf windows need nothing more:
+    # their weights are 1 / count on the +inf values and 0 elsewhere, their differences 0.
+    grad = torch.where(softmax.window_max.isnan(), softmax.window_max, grad)
+    grad = grad * weights * (1 + beta * (differences - relative))  # (N, C, Do, Ho, Wo, kd, kh, kw)
 
     for dim in reversed(range(3)):
         before = unfold_inputs[dim]

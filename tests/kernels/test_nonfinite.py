@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from reference import TOLERANCES, assert_close, soft_pool_reference_nonfinite
+from reference import TOLERANCES, assert_matches_nonfinite, nonfinite_input, soft_pool_reference_nonfinite
 from softpool import soft_pool1d, soft_pool2d, soft_pool3d
 
 soft_pool_nd = pytest.importorskip("softpool.kernels.soft_pool_nd", reason="Triton is not installed")
@@ -41,37 +41,6 @@ CASE_IDS = ["2x2", "2x2-pad-ceil", "3x4-rows-of-4", "3x3s2-gather", "2x3-lanes",
             "chunked-gather", "1d"]  # fmt: skip
 
 
-def _assert_matches(actual: torch.Tensor, expected: torch.Tensor, atol: float, rtol: float, what: str) -> None:
-    """NaN where expected is NaN, the same infinities where it is infinite, and close elsewhere."""
-    actual = actual.detach().double().cpu()
-    nan = expected.isnan()
-    infinite = expected.isinf()
-    assert torch.equal(actual.isnan(), nan), f"{what}: NaN at {(actual.isnan() != nan).nonzero()[:5].tolist()}"
-    assert torch.equal(actual[infinite], expected[infinite]), f"{what}: infinities differ"
-    finite = ~(nan | infinite)
-    assert_close(actual[finite], expected[finite], atol, rtol, what)
-
-
-def _special_input(shape, kernel_size, dtype, seed: int) -> torch.Tensor:
-    """Random values with about a quarter -inf, and +inf and NaN rare enough that many windows
-    hold none (8% and 3% of small windows' values); the first window of the first plane all
-    -inf, and a window-sized block at the far corner of the last plane all +inf."""
-    rank = len(shape) - 2
-    kernel = kernel_size if isinstance(kernel_size, tuple) else (kernel_size,) * rank
-    volume = math.prod(kernel)
-    positive, nan = min(0.08, 0.5 / volume), min(0.03, 0.3 / volume)
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=generator, dtype=torch.float64)
-    draw = torch.rand(shape, generator=generator, dtype=torch.float64)
-    x[draw < 0.25] = -math.inf
-    x[(draw >= 0.25) & (draw < 0.25 + positive)] = math.inf
-    x[(draw >= 0.25 + positive) & (draw < 0.25 + positive + nan)] = math.nan
-    planes = x.view(-1, *shape[2:])
-    planes[(0, *(slice(0, k) for k in kernel))] = -math.inf
-    planes[(-1, *(slice(-k, None) for k in kernel))] = math.inf
-    return x.to(dtype)
-
-
 def _check(x: torch.Tensor, kernel, stride, padding, ceil_mode, beta: float) -> torch.Tensor:
     """Forward and backward against the reference; returns the reference output."""
     atol, rtol = TOLERANCES[x.dtype]
@@ -81,9 +50,9 @@ def _check(x: torch.Tensor, kernel, stride, padding, ceil_mode, beta: float) -> 
     expected, expected_grad = soft_pool_reference_nonfinite(
         x.detach().cpu(), grad_y, kernel, stride, padding, ceil_mode, beta
     )
-    _assert_matches(y, expected, atol, rtol, "forward")
+    assert_matches_nonfinite(y, expected, atol, rtol, "forward")
     y.backward(grad_y.to(DEVICE))
-    _assert_matches(x.grad, expected_grad, atol, rtol, "backward")
+    assert_matches_nonfinite(x.grad, expected_grad, atol, rtol, "backward")
     return expected
 
 
@@ -91,7 +60,7 @@ def _check(x: torch.Tensor, kernel, stride, padding, ceil_mode, beta: float) -> 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize(("shape", "kernel", "stride", "padding", "ceil_mode"), CASES, ids=CASE_IDS)
 def test_infinities_and_nan(shape, kernel, stride, padding, ceil_mode, dtype, beta):
-    expected = _check(_special_input(shape, kernel, dtype, seed=0), kernel, stride, padding, ceil_mode, beta)
+    expected = _check(nonfinite_input(shape, kernel, dtype, seed=0), kernel, stride, padding, ceil_mode, beta)
     # Every kind of window occurs, so that no rule passes untested.
     assert expected.isnan().any() and (expected == math.inf).any() and (expected == -math.inf).any()
     assert expected.isfinite().any()
@@ -107,7 +76,7 @@ def test_infinities_across_chunks(shape, kernel, stride, padding, ceil_mode, mon
     # window's finite values, and windows stay all -inf for several chunks.
     monkeypatch.setattr(config, "MAX_UNROLLED_WINDOW", 0)
     monkeypatch.setattr(config, "MAX_WINDOW_BLOCK", 4)
-    _check(_special_input(shape, kernel, torch.float32, seed=3), kernel, stride, padding, ceil_mode, 1.0)
+    _check(nonfinite_input(shape, kernel, torch.float32, seed=3), kernel, stride, padding, ceil_mode, 1.0)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
