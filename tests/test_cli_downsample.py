@@ -12,87 +12,24 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image, ImageOps
 
-from softpool import soft_pool2d
 from softpool_cli.media import files
 from softpool_cli.media import image_read as images
 from softpool_cli.media.compare import BACKGROUND, MIN_PANEL_WIDTH, compose_comparison
 from softpool_cli.errors import MediaError
 from softpool_cli.main import cli
 
-MEAN_RGB = np.array([0.485, 0.456, 0.406])
-STD_RGB = np.array([0.229, 0.224, 0.225])
+from helpers.cli import downsample as run
+from helpers.cli import snapshot
+from helpers.images import assert_close_pixels, library_soft, photo, read_cv2, write_cv2
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def photo(
-    height: int, width: int, channels: int = 3, dtype=np.uint8, seed: int = 0, noise: float = 0.15
-) -> np.ndarray:
-    """A smooth random image with some fine detail (noise), (H, W, C) RGB(A) order."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.random((max(2, height // 4), max(2, width // 4), channels)).astype(np.float32)
-    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).reshape(height, width, channels)
-    values = np.clip(smooth + noise * rng.standard_normal((height, width, channels)), 0, 1)
-    return np.rint(values * np.iinfo(dtype).max).astype(dtype)
-
-
-def write_cv2(path: Path, pixels: np.ndarray) -> Path:
-    """Write RGB(A) or gray pixels with OpenCV (it keeps 16 bits for PNG and TIFF)."""
-    if pixels.ndim == 3 and pixels.shape[2] >= 3:
-        pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
-    assert cv2.imwrite(str(path), pixels)
-    return path
-
-
-def read_cv2(path: Path) -> np.ndarray:
-    """Decode an output as (H, W) or (H, W, C) RGB(A), keeping bit depth."""
-    pixels = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    assert pixels is not None, f"{path} does not decode"
-    if pixels.ndim == 3 and pixels.shape[2] >= 3:
-        pixels = pixels[..., [2, 1, 0, 3][: pixels.shape[2]]]
-    return pixels
-
-
-def library_soft(pixels: np.ndarray, kernel=(2, 2), stride=None, beta=1.0, ceil_mode=False) -> np.ndarray:
-    """softpool.soft_pool2d in float64 on ImageNet-normalised colour channels; alpha averaged."""
-    layout = pixels[..., None] if pixels.ndim == 2 else pixels
-    colours = 1 if layout.shape[2] <= 2 else 3
-    mean = MEAN_RGB if colours == 3 else MEAN_RGB.mean(keepdims=True)
-    std = STD_RGB if colours == 3 else STD_RGB.mean(keepdims=True)
-    maxval = np.iinfo(pixels.dtype).max
-    x = torch.from_numpy(layout.astype(np.float64)).permute(2, 0, 1)  # (C, H, W)
-    mean_t = torch.from_numpy(mean).view(-1, 1, 1)
-    std_t = torch.from_numpy(std).view(-1, 1, 1)
-    colour = (x[:colours] / maxval - mean_t) / std_t
-    pooled = (soft_pool2d(colour, kernel, stride, ceil_mode=ceil_mode, beta=beta) * std_t + mean_t) * maxval
-    if layout.shape[2] in (2, 4):
-        pooled = torch.cat([pooled, soft_pool2d(x[colours:], kernel, stride, ceil_mode=ceil_mode, beta=0.0)])
-    result = pooled.round().clamp(0, maxval).permute(1, 2, 0).numpy().astype(pixels.dtype)
-    return result[..., 0] if pixels.ndim == 2 else result
-
-
-def assert_close_pixels(actual: np.ndarray, expected: np.ndarray, levels: int = 1) -> None:
-    assert actual.dtype == expected.dtype
-    assert actual.shape == expected.shape
-    difference = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
-    assert difference.max() <= levels, f"max difference {difference.max()}"
-
-
-def run(*args: object, env: dict[str, str] | None = None):
-    return CliRunner(env=env).invoke(cli, ["downsample", *map(str, args)])
-
-
-def snapshot(directory: Path) -> dict[str, bytes]:
-    """Every file under a directory (hidden ones included) with its content."""
-    return {str(p.relative_to(directory)): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
 
 
 def assert_fails_cleanly(result, directory: Path, before: dict[str, bytes], *names: str) -> None:
