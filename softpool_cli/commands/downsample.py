@@ -95,7 +95,7 @@ def downsample(arguments, output_dir, recursive, factor, kernel, stride, ceil, t
     with report_errors(debug):
         from softpool_cli.media.discovery import classify
         from softpool_cli.pipeline.image_job import ImageSettings, downsample_one
-        from softpool_cli.pipeline.targets import plan_tasks
+        from softpool_cli.pipeline.targets import create_folders, plan_tasks
 
         tasks = plan_tasks(
             arguments, output_dir, recursive=recursive,
@@ -106,6 +106,7 @@ def downsample(arguments, output_dir, recursive, factor, kernel, stride, ceil, t
             raise click.UsageError("--compare writes one comparison: give one IN")
         if output_dir is not None:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
+        create_folders(tasks)
         from softpool_cli.pixels.devices import resolve_device
 
         settings = ImageSettings(
@@ -130,8 +131,8 @@ def downsample(arguments, output_dir, recursive, factor, kernel, stride, ceil, t
         )
 
     failed = run_tasks(tasks, lambda task: downsample_one(task, settings), report, debug=debug)
-    if len(tasks) > 1 and not quiet:
-        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
+    if len(tasks) > 1 and not quiet:  # on stderr with the errors it counts, as batch's
+        click.echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s", err=True)
     elif not quiet and compare_path is not None and not failed:
         echo(f"comparison -> {compare_path}")
     if failed:

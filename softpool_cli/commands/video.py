@@ -138,7 +138,7 @@ def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride,
     with report_errors(debug):
         from softpool_cli.media.discovery import classify
         from softpool_cli.pipeline.clip_job import ClipSettings, video_one
-        from softpool_cli.pipeline.targets import plan_tasks
+        from softpool_cli.pipeline.targets import create_folders, plan_tasks
         from softpool_cli.pixels.devices import resolve_device
 
         tasks = plan_tasks(arguments, output_dir, recursive=recursive, suffix_for=lambda s: suffix or default_suffix(s),
@@ -147,6 +147,7 @@ def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride,
             raise click.UsageError("--compare writes one comparison: give one IN")
         if output_dir is not None:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
+        create_folders(tasks)
         settings = ClipSettings(
             spatial=spatial, time=time_windows, method=method, beta=beta, device=resolve_device(device), crf=crf,
             preset=preset, format=suffix, overwrite=overwrite, compare=str(compare_path) if compare_path else None,
@@ -169,8 +170,8 @@ def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride,
         )
 
     failed = run_tasks(tasks, lambda task: video_one(task, settings), report, debug=debug)
-    if len(tasks) > 1 and not quiet:
-        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
+    if len(tasks) > 1 and not quiet:  # on stderr with the errors it counts, as batch's
+        click.echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s", err=True)
     elif not quiet and compare_path is not None and not failed:
         echo(f"comparison -> {compare_path}")
     if failed:
