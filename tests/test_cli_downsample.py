@@ -26,7 +26,7 @@ from softpool_cli.main import cli
 
 from helpers.cli import downsample as run
 from helpers.cli import snapshot
-from helpers.images import assert_close_pixels, library_soft, photo, read_cv2, write_cv2
+from helpers.images import assert_close_pixels, background_runs, library_soft, photo, read_cv2, write_cv2
 
 
 # ---------------------------------------------------------------- helpers
@@ -218,13 +218,6 @@ def test_quiet_prints_nothing(tmp_path):
 
 
 # ---------------------------------------------------------------- comparison
-
-
-def background_runs(row: np.ndarray) -> list[tuple[int, int]]:
-    """(start, stop) of the runs of non-background pixels along one image row."""
-    content = np.any(row != np.asarray(BACKGROUND, np.uint8), axis=-1).astype(np.int8)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], content, [0]])))
-    return list(zip(edges[::2], edges[1::2]))
 
 
 @pytest.mark.parametrize(("height", "width", "scale"), [(40, 64, MIN_PANEL_WIDTH // 64), (45, 301, 1)])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from softpool import adaptive_soft_pool2d, soft_pool2d
+from softpool_cli.media.compare import BACKGROUND
 
 # torchvision's ImageNet statistics, as softpool_cli.pixels.normalisation's (kept apart on purpose).
 MEAN_RGB = np.array([0.485, 0.456, 0.406])
@@ -90,3 +91,17 @@ def assert_close_pixels(actual: np.ndarray, expected: np.ndarray, levels: int = 
     assert actual.shape == expected.shape, f"shape {actual.shape} != {expected.shape}"
     difference = np.abs(actual.astype(np.int64) - expected.astype(np.int64))
     assert difference.max() <= levels, f"max difference {difference.max()} at {np.argwhere(difference > levels)[:5].tolist()}"
+
+
+def background_runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of the runs of non-background pixels along one row of a comparison."""
+    content = np.any(row != np.asarray(BACKGROUND, np.uint8), axis=-1).astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], content, [0]])))
+    return list(zip(edges[::2], edges[1::2]))
+
+
+def panel_widths(comparison: np.ndarray) -> list[int]:
+    """Widths of a comparison's panels, along a row just above their bottom edge (the labels
+    sit above the panels)."""
+    rows = np.flatnonzero(np.any(comparison != np.asarray(BACKGROUND, np.uint8), axis=(1, 2)))
+    return [stop - start for start, stop in background_runs(comparison[rows[-1] - 2])]
