@@ -98,20 +98,25 @@ def probe(path: Path) -> dict:
         }
 
 
-def library_pool(frames: np.ndarray, window: tuple[int, int, int], method: str = "soft", beta: float = 1.0) -> np.ndarray:
+def library_pool(
+    frames: np.ndarray, window: tuple[int, int, int], method: str = "soft", beta: float = 1.0, stride=None
+) -> np.ndarray:
     """The documented result: frames cropped to whole spatial windows (max pooling's floor),
-    pooled with ceil_mode in time (a last, shorter window pools the frames there are)."""
+    pooled with ceil_mode in time (a last, shorter window pools the frames there are).
+    ``stride`` (ST, SH, SW) defaults to the window."""
     _, height, width = window
-    rows, columns = frames.shape[1] // height * height, frames.shape[2] // width * width
+    _, step_rows, step_columns = stride or window
+    rows = (frames.shape[1] - height) // step_rows * step_rows + height
+    columns = (frames.shape[2] - width) // step_columns * step_columns + width
     x = torch.from_numpy(frames[:, :rows, :columns].astype(np.float64)).permute(3, 0, 1, 2)[None]  # (1, 3, T, H, W)
     if method == "soft":
         mean = torch.from_numpy(MEAN_RGB).view(1, 3, 1, 1, 1)
         std = torch.from_numpy(STD_RGB).view(1, 3, 1, 1, 1)
-        pooled = (soft_pool3d((x / 255 - mean) / std, window, ceil_mode=True, beta=beta) * std + mean) * 255
+        pooled = (soft_pool3d((x / 255 - mean) / std, window, stride, ceil_mode=True, beta=beta) * std + mean) * 255
     elif method == "max":
-        pooled = F.max_pool3d(x, window, ceil_mode=True)
+        pooled = F.max_pool3d(x, window, stride, ceil_mode=True)
     else:
-        pooled = F.avg_pool3d(x, window, ceil_mode=True, count_include_pad=False)
+        pooled = F.avg_pool3d(x, window, stride, ceil_mode=True, count_include_pad=False)
     return pooled.round().clamp(0, 255)[0].permute(1, 2, 3, 0).numpy().astype(np.uint8)  # (T', H', W', 3)
 
 
