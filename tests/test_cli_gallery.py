@@ -503,7 +503,9 @@ class TestFailures:
         assert len(errors) == 2
         assert any("broken.jpg: " in line for line in errors) and any("cut.gif: " in line for line in errors)
         readme = (out / "README.md").read_text()
-        assert "broken" not in readme and "cut" not in readme
+        tables, not_included = readme.split("## Not included")
+        assert "broken" not in tables and "cut" not in tables
+        assert "broken.jpg" in not_included and "cut.gif" in not_included
         assert [row[0].replace("\\", "") for row in strict_tables(readme)[-1][1:-1]] == [
             "photo.png", "sub/jpeg_inside.dat", "loop.gif", "movie.bin",
         ]

@@ -5,7 +5,6 @@ containers video writes, and --factor 1 with nothing else to do."""
 from __future__ import annotations
 
 import av
-import numpy as np
 import pytest
 from PIL import Image
 
