@@ -46,3 +46,23 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 def files_in(directory: Path) -> set[str]:
     """Paths of the files under a directory, relative to it."""
     return {p.relative_to(directory).as_posix() for p in directory.rglob("*") if p.is_file()}
+
+
+def assert_fails_cleanly(result, directory: Path, before: dict[str, bytes], *names: str) -> None:
+    """Exit code 1, one line on stderr naming the file(s), nothing written or changed."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    for name in names:
+        assert name in lines[0], lines[0]
+    assert snapshot(directory) == before
+
+
+def assert_failed_cleanly(result, tmp_path: Path, inputs: set[str], *names: str) -> None:
+    """Exit code 1, one line on stderr naming the file, nothing left beside the inputs."""
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert any(name in lines[0] for name in names), lines[0]
+    assert {path.name for path in tmp_path.iterdir()} == inputs, "output or temporary file left behind"
