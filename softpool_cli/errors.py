@@ -131,7 +131,8 @@ def run_tasks(tasks, work, describe, *, quiet: bool, debug: bool = False, compar
                 click.echo(f"Note: {note}", err=True)
             echo(describe(outcome))
     if len(tasks) > 1 and not quiet:
-        echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s")
+        # On stderr with the errors it counts, as batch's.
+        click.echo(f"{len(tasks)} files, {failed} failed, {time.perf_counter() - started:.1f} s", err=True)
     elif not quiet and compare_path is not None and not failed:
         echo(f"comparison -> {compare_path}")
     if failed:

@@ -18,8 +18,8 @@ How a run goes:
    :mod:`softpool_cli.gallery.jobs`). A file that fails is reported with its name and reason
    and the others go on.
 4. **README.** ``DIR/README.md`` is rewritten for the inputs that succeeded (see
-   :mod:`softpool_cli.gallery.markdown`), and one summary line ends the run; the exit code is 1 if
-   any file failed.
+   :mod:`softpool_cli.gallery.markdown`), with a "Not included" list naming each input that
+   failed and why, and one summary line ends the run; the exit code is 1 if any file failed.
 
 Ctrl-C stops the workers; every output is written through a temporary file that is removed
 when its job is interrupted, and the record is saved after each finished input, so the next
@@ -102,7 +102,8 @@ def gallery(
     a side-by-side comparison, and a row of README.md's metrics table: PSNR and SSIM
     of each result, upsampled back bicubically, against the original. Inputs whose
     outputs are up to date are skipped (--force redoes them). A file that fails is
-    reported and the others go on; the exit code is then 1.
+    reported, and listed with its reason under README.md's "Not included"; the others go on
+    and the exit code is then 1.
 
     \b
     Example:
@@ -145,7 +146,7 @@ def _run(
     from softpool_cli.media.files import write_files_atomically
     from softpool_cli.gallery.jobs import Job, JobSettings, Outcome
     from softpool_cli.gallery.manifest import Manifest
-    from softpool_cli.gallery.markdown import GalleryEntry, GallerySettings, render_readme
+    from softpool_cli.gallery.markdown import GalleryEntry, GalleryFailure, GallerySettings, render_readme
     from softpool_cli.gallery.workers import execute
     from softpool_cli.gallery.metrics import Scores
     from softpool_cli.pixels.pool import resolve_device
@@ -202,8 +203,10 @@ def _run(
     manifest.save()  # also keeps the new modification times of touched, unchanged inputs
 
     entries = []
+    left_out = []
     for index, (candidate, key) in enumerate(zip(candidates, keys)):
         if index in failures:
+            left_out.append(GalleryFailure(candidate.name, _reason(failures[index], candidate.source)))
             continue
         entry = manifest.entries[key]
         entries.append(
@@ -218,6 +221,14 @@ def _run(
         )
     from softpool_cli import __version__
 
-    readme = render_readme(entries, GallerySettings(factor=factor, methods=methods, width=width, version=__version__))
+    readme = render_readme(
+        entries, GallerySettings(factor=factor, methods=methods, width=width, version=__version__), left_out
+    )
     write_files_atomically({out_dir / README_NAME: readme.encode("utf-8")}, overwrite=True)
     return len(candidates), len(failures), len(fresh)
+
+
+def _reason(message: str, source: Path) -> str:
+    """A failure message without the source's path in front (the README names the file itself)."""
+    prefix = f"{source}: "
+    return message[len(prefix):] if message.startswith(prefix) else message

@@ -1,4 +1,5 @@
-"""The gallery's ``README.md``: an image table, a clip table and a metrics table.
+"""The gallery's ``README.md``: an image table, a clip table, a metrics table, and a list of
+the inputs that failed, each with its reason.
 
 The Markdown is GitHub's (GFM tables with inline HTML ``<img>`` tags). Every path is
 relative to the README and percent-encoded; every file name shown as text is escaped, so
@@ -41,6 +42,14 @@ class GalleryEntry:
     results: dict[str, str]
     comparison: str
     scores: dict[str, Scores] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GalleryFailure:
+    """An input left out of the gallery: its name (as `GalleryEntry.name`) and why, in one line."""
+
+    name: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -147,8 +156,20 @@ def metrics_table(entries: Sequence[GalleryEntry], methods: Sequence[str]) -> li
     return table(header, rows, align_right_from=1)
 
 
-def render_readme(entries: Sequence[GalleryEntry], settings: GallerySettings) -> str:
-    """The whole README: introduction, image table, clip table, metrics table and how they were computed."""
+def failures_list(failures: Sequence[GalleryFailure]) -> list[str]:
+    """A "Not included" section: one bullet per failed input, its name and its reason."""
+    lines = ["## Not included", ""]
+    for failure in failures:
+        reason = failure.reason.strip().splitlines()[0] if failure.reason.strip() else "failed"
+        lines.append(f"- {escape_text(failure.name)}: {escape_text(reason)}")
+    return lines
+
+
+def render_readme(
+    entries: Sequence[GalleryEntry], settings: GallerySettings, failures: Sequence[GalleryFailure] = ()
+) -> str:
+    """The whole README: introduction, image table, clip table, metrics table and how they were
+    computed, and the inputs that failed."""
     factor = settings.factor
     images = [entry for entry in entries if entry.kind == "image"]
     clips = [entry for entry in entries if entry.kind == "clip"]
@@ -195,4 +216,6 @@ def render_readme(entries: Sequence[GalleryEntry], settings: GallerySettings) ->
         ]
     else:
         lines += ["No input was pooled successfully.", ""]
+    if failures:
+        lines += [*failures_list(failures), ""]
     return "\n".join(lines)

@@ -80,9 +80,14 @@ def encoded_size(width: int, height: int, format_name: str) -> tuple[int, int]:
     H.264 in yuv420p needs even sizes, so MP4, MOV and MKV add one column and/or row, a copy
     of the last one; GIF, VP9, APNG and WebP store any size. Frames are never resized.
     """
-    if _CODECS.get(format_name) == "libx264":
+    if needs_even_size(format_name):
         return width + width % 2, height + height % 2
     return width, height
+
+
+def needs_even_size(format_name: str) -> bool:
+    """Whether the format's codec (H.264 in yuv420p) stores only even widths and heights."""
+    return _CODECS.get(format_name) == "libx264"
 
 
 def open_writer(

@@ -10,7 +10,7 @@ import shutil
 import sys
 import tempfile
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -91,7 +91,7 @@ def video_one(task: Task, settings: ClipSettings) -> ClipOutcome:
 
 def _pool_file(task: Task, source_path: Path, target_path: Path, suffix: str, settings: ClipSettings) -> ClipOutcome:
     from softpool_cli.media.clip_read import ClipError, open_clip
-    from softpool_cli.media.clip_write import OUTPUT_FORMATS, EncoderSettings, encoded_size, open_writer
+    from softpool_cli.media.clip_write import OUTPUT_FORMATS, EncoderSettings, encoded_size, needs_even_size, open_writer
     from softpool_cli.media.files import atomic_outputs, check_distinct, check_input_file, check_output_path
     from softpool_cli.pipeline.clip import Output, pool_clip
 
@@ -139,9 +139,11 @@ def _pool_file(task: Task, source_path: Path, target_path: Path, suffix: str, se
                 raise MediaError(str(compare_path), str(error)) from None
             writers.append(compare_writer)
             outputs.append(Output("compare", compare_writer, str(compare_path)))
+        # A side that follows the aspect ratio is made even only where the codec needs it.
+        spatial = replace(settings.spatial, even=settings.spatial.even and needs_even_size(format_name))
         try:
             stats = pool_clip(
-                reader, name, settings.spatial, settings.time, outputs, beta=settings.beta, device=settings.device,
+                reader, name, spatial, settings.time, outputs, beta=settings.beta, device=settings.device,
                 audio_sink=writer if keep_audio else None, progress=_progress(name, info, settings.quiet),
                 compare_width=settings.compare_width, max_pixels=settings.max_pixels,
             )  # fmt: skip

@@ -169,7 +169,10 @@ class TimeWindows:
         while True:
             first = self._next * stride
             end = first + kernel
-            if end <= self._frames or (final and first < self._frames):
+            # A last, shorter window as max pooling's ceil_mode has it: one that starts in the
+            # clip and takes frames the window before it left out.
+            partial = final and first < self._frames and (self._next == 0 or first - stride + kernel < self._frames)
+            if end <= self._frames or partial:
                 windows.append((first, min(end, self._frames)))
                 self._next += 1
             else:

@@ -25,10 +25,15 @@ STDIO = "-"
 
 @dataclass(frozen=True)
 class Task:
-    """One input and where its result goes (``STDIO`` for the standard streams)."""
+    """One input and where its result goes (``STDIO`` for the standard streams).
+
+    ``in_folder``: the target is under an output folder (``-o DIR``, a folder last), whose
+    subfolders are created as needed.
+    """
 
     source: str
     target: str
+    in_folder: bool = False
 
     @property
     def reads_stdin(self) -> bool:
@@ -69,7 +74,7 @@ def plan_tasks(
         if STDIO in items:
             raise click.UsageError("'-' (standard input) takes a single OUT, not a folder")
         folder = Path(output_dir)
-        return [Task(str(source), str(folder / relative.with_suffix(suffix_for(str(source)))))
+        return [Task(str(source), str(folder / relative.with_suffix(suffix_for(str(source)))), in_folder=True)
                 for source, relative in _expand(items, recursive, wanted)]  # fmt: skip
     if len(items) == 2 and not Path(items[0]).is_dir():
         return [Task(items[0], items[1])]
@@ -80,6 +85,13 @@ def plan_tasks(
     if items[0] == STDIO:
         raise click.UsageError("'-' (standard input) needs an OUT ('-' for standard output)")
     return [Task(str(source), str(_beside(source, suffix_for(str(source))))) for source, _ in _expand(items, recursive, wanted)]
+
+
+def create_folders(tasks: Sequence[Task]) -> None:
+    """Create the output folder of every task that writes into one (with --recursive, its
+    subfolders); a single OUT's folder must already exist."""
+    for folder in dict.fromkeys(Path(task.target).parent for task in tasks if task.in_folder):
+        folder.mkdir(parents=True, exist_ok=True)
 
 
 def _is_folder_target(argument: str) -> bool:
