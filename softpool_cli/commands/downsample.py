@@ -94,7 +94,7 @@ def downsample(arguments, output_dir, recursive, factor, kernel, stride, ceil, t
     with report_errors(debug):
         from softpool_cli.media.discovery import classify
         from softpool_cli.pipeline.image_job import ImageSettings, downsample_one
-        from softpool_cli.pipeline.targets import plan_tasks
+        from softpool_cli.pipeline.targets import create_folders, plan_tasks
 
         tasks = plan_tasks(
             arguments, output_dir, recursive=recursive,
@@ -105,6 +105,7 @@ def downsample(arguments, output_dir, recursive, factor, kernel, stride, ceil, t
             raise click.UsageError("--compare writes one comparison: give one IN")
         if output_dir is not None:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
+        create_folders(tasks)
         from softpool_cli.pixels.devices import resolve_device
 
         settings = ImageSettings(

@@ -137,7 +137,7 @@ def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride,
     with report_errors(debug):
         from softpool_cli.media.discovery import classify
         from softpool_cli.pipeline.clip_job import ClipSettings, video_one
-        from softpool_cli.pipeline.targets import plan_tasks
+        from softpool_cli.pipeline.targets import create_folders, plan_tasks
         from softpool_cli.pixels.devices import resolve_device
 
         tasks = plan_tasks(arguments, output_dir, recursive=recursive, suffix_for=lambda s: suffix or default_suffix(s),
@@ -146,6 +146,7 @@ def video(arguments, output_dir, recursive, factor, time_factor, kernel, stride,
             raise click.UsageError("--compare writes one comparison: give one IN")
         if output_dir is not None:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
+        create_folders(tasks)
         settings = ClipSettings(
             spatial=spatial, time=time_windows, method=method, beta=beta, device=resolve_device(device), crf=crf,
             preset=preset, format=suffix, overwrite=overwrite, compare=str(compare_path) if compare_path else None,
