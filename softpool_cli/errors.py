@@ -10,6 +10,7 @@ traceback under ``--debug``. :func:`describe_failure` words every failure, for
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,51 @@ class Terminated(KeyboardInterrupt):
 def interrupted_exit_code(error: KeyboardInterrupt) -> int:
     """The shell's convention, 128 + the signal: 143 after SIGTERM, 130 after Ctrl-C."""
     return 143 if isinstance(error, Terminated) else 130
+
+
+# The last SIGINT or SIGTERM that reached `on_signal`, until the command has answered it.
+_received: int | None = None
+
+
+def on_signal(signum: int, frame: object = None) -> None:
+    """The handler of SIGINT and SIGTERM while a command runs: remember the signal, then
+    raise ``KeyboardInterrupt`` (or :class:`Terminated`) where the main thread is."""
+    global _received
+    _received = signum
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def check_interrupted() -> None:
+    """Raise again a signal whose exception was lost.
+
+    Python raises a handler's exception in whatever Python code runs next. When that is a
+    callback called from C (pyvips's log handler is one), the exception is printed as
+    "ignored" and the C library goes on, so the command would finish as if nothing
+    happened. Loops call this between files and chunks so that such a signal stops them.
+    """
+    if _received is not None:
+        raise Terminated if _received == signal.SIGTERM else KeyboardInterrupt
+
+
+def quiet_interruptions(hook):
+    """``sys.unraisablehook`` that lets a lost Ctrl-C or SIGTERM pass without the traceback
+    Python prints for it ("Exception ignored from cffi callback"): `check_interrupted` answers
+    it. Every other exception goes to ``hook``."""
+
+    def quiet(unraisable) -> None:
+        if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+            hook(unraisable)
+
+    return quiet
+
+
+def take_interrupted() -> KeyboardInterrupt | None:
+    """The interruption received and not yet answered, if any, forgetting it."""
+    global _received
+    received, _received = _received, None
+    if received is None:
+        return None
+    return Terminated() if received == signal.SIGTERM else KeyboardInterrupt()
 
 
 class SoftpoolError(Exception):
@@ -116,6 +162,7 @@ def run_tasks(tasks, work, describe, *, quiet: bool, debug: bool = False, compar
     echo = (lambda text: click.echo(text, err=True)) if to_stdout else click.echo
     failed = 0
     for task in tasks:
+        check_interrupted()
         try:
             outcome = work(task)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):

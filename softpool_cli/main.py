@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import signal
+import sys
 import threading
 
 import click
@@ -54,19 +55,28 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         """Run the command with SIGTERM unwinding like Ctrl-C, and either ending in one line
-        and the shell's exit code (130, or 143 for SIGTERM) instead of Click's "Aborted!"."""
-        from softpool_cli.errors import interrupted_exit_code
+        and the shell's exit code (130, or 143 for SIGTERM) instead of Click's "Aborted!".
+
+        A signal whose exception a callback from C swallowed still ends the command so
+        (see :func:`softpool_cli.errors.check_interrupted`)."""
+        from softpool_cli import errors
 
         in_main_thread = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
+        handled = (signal.SIGINT, signal.SIGTERM)
+        previous = {signum: signal.signal(signum, errors.on_signal) for signum in handled} if in_main_thread else {}
+        unraisable_hook, sys.unraisablehook = sys.unraisablehook, errors.quiet_interruptions(sys.unraisablehook)
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            errors.check_interrupted()
+            return result
         except KeyboardInterrupt as error:
             click.echo("Interrupted: no partial output was left; finished files are kept.", err=True)
-            raise click.exceptions.Exit(interrupted_exit_code(error)) from None
+            raise click.exceptions.Exit(errors.interrupted_exit_code(error)) from None
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGTERM, previous)
+            errors.take_interrupted()
+            sys.unraisablehook = unraisable_hook
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Click would import every command to read its help; the table above already has it.
@@ -78,12 +88,6 @@ class LazyGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(sorted(rows))
-
-
-def _terminate(signum: int, frame: object) -> None:
-    from softpool_cli.errors import Terminated
-
-    raise Terminated
 
 
 def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

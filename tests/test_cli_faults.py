@@ -153,6 +153,39 @@ def test_a_killed_run_leaves_nothing_after_the_next_one(tmp_path, name):
     assert temporaries(tmp_path) == []
 
 
+def test_a_signal_lost_in_a_callback_from_c_still_stops_the_command(tmp_path, monkeypatch):
+    """Python raises a signal's exception in the next Python code to run; in a callback called
+    from C (pyvips logs through one) the exception is printed as "ignored" and lost. The
+    command must stop all the same, between files, without that traceback."""
+    import ctypes
+
+    from softpool_cli.pipeline import image_job
+
+    compare = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+    def interrupted_in_callback(a, b):
+        signal.raise_signal(signal.SIGINT)  # the handler's KeyboardInterrupt is raised here
+        return 0
+
+    real = image_job.downsample_one
+
+    def downsample_one(task, settings):
+        outcome = real(task, settings)
+        values = (ctypes.c_int * 2)(2, 1)
+        ctypes.CDLL(None).qsort(values, 2, ctypes.sizeof(ctypes.c_int), compare(interrupted_in_callback))
+        return outcome
+
+    monkeypatch.setattr(image_job, "downsample_one", downsample_one)
+    (tmp_path / "in").mkdir()
+    for index in range(3):
+        write_image(tmp_path / "in" / f"{index}.png", 20, 30, seed=index)
+    result = CliRunner().invoke(cli, ["downsample", str(tmp_path / "in"), "--recursive", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 130, result.output
+    assert "Interrupted" in result.stderr
+    assert "Exception ignored" not in result.stderr
+    assert len(list((tmp_path / "out").iterdir())) == 1  # the first file, and no other
+
+
 def test_stale_temporaries_are_removed_but_live_ones_kept(tmp_path):
     from softpool_cli.media.files import remove_stale_temporaries, temporary_name
 

@@ -12,7 +12,7 @@ import time
 
 import click
 
-from softpool_cli.errors import report_errors
+from softpool_cli.errors import check_interrupted, report_errors
 from softpool_cli.options import WindowType, pooling_options, size_options, spatial_geometry
 
 IMAGE_FORMATS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
@@ -132,6 +132,7 @@ def _run(source, destination, settings, jobs, scheduler, force, quiet):
         last_flush = time.monotonic()
         with progress:
             for result in results:
+                check_interrupted()
                 item = by_source.get(result.source)
                 if result.status == "done" and item is not None:
                     record.add(item, result.target, stamp)

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from softpool_cli.errors import Terminated, describe_failure, is_bug
+from softpool_cli.errors import Terminated, check_interrupted, describe_failure, is_bug
 
 if TYPE_CHECKING:
     from softpool_cli.gallery.jobs import Job, Outcome
@@ -73,6 +73,7 @@ def execute(jobs: Sequence[Job], workers: int, debug: bool) -> Iterator[tuple[in
     """
     if workers <= 1 or len(jobs) <= 1:
         for index, job in enumerate(jobs):
+            check_interrupted()
             yield index, attempt(job, debug)
         return
 
@@ -97,6 +98,7 @@ def execute(jobs: Sequence[Job], workers: int, debug: bool) -> Iterator[tuple[in
         finally:
             signal.signal(signal.SIGINT, previous)
         for future in as_completed(futures):
+            check_interrupted()
             yield futures[future], future.result()
     except BaseException as error:
         stop.set()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from softpool_cli.errors import MediaError, SoftpoolError
+from softpool_cli.errors import MediaError, SoftpoolError, check_interrupted
 from softpool_cli.pipeline.geometry import SpatialGeometry, TimeGeometry, TimeWindows
 from softpool_cli.pixels.windows import AxisWindows
 
@@ -248,6 +248,7 @@ def _pool_stage(decoded, pooled, stop, failures, name, spatial, time, time_base,
     comparison = None
     buffer = _FrameBuffer()
     while True:
+        check_interrupted()
         item = _get(decoded, stop)
         if item is _END:
             if failures:
