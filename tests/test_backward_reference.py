@@ -62,16 +62,21 @@ def _closed_form(x, kernel, stride, padding, ceil_mode, beta):
 
 
 def _compiled(backend: str):
+    compiled = {}  # the last arguments -> their compiled function (gradcheck calls it often)
+
     def run(x, kernel, stride, padding, ceil_mode, beta):
-        function = FUNCTIONS[x.dim() - 2]
-        # A fresh cache: a recompilation for a new beta would trace it as a symbolic float.
-        torch._dynamo.reset()
-        compiled = torch.compile(
-            lambda t: function(t, kernel, stride, padding, ceil_mode, beta=beta, backend=backend),
-            backend="aot_eager",
-            fullgraph=True,
-        )
-        return compiled(x)
+        key = (x.shape, kernel, stride, padding, ceil_mode, beta)
+        if key not in compiled:
+            function = FUNCTIONS[x.dim() - 2]
+            # A fresh cache: a recompilation for a new beta would trace it as a symbolic float.
+            torch._dynamo.reset()
+            compiled.clear()
+            compiled[key] = torch.compile(
+                lambda t: function(t, kernel, stride, padding, ceil_mode, beta=beta, backend=backend),
+                backend="aot_eager",
+                fullgraph=True,
+            )
+        return compiled[key](x)
 
     return run
 
