@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from softpool_cli.errors import Terminated, check_interrupted, describe_failure, is_bug
+from softpool_cli.errors import Terminated, check_interrupted, describe_failure, is_bug, quiet_interruptions
 
 if TYPE_CHECKING:
     from softpool_cli.gallery.jobs import Job, Outcome
@@ -43,6 +44,9 @@ def _init_worker(threads: int, stop: Any) -> None:
     _stop = stop
     # Workers start with Ctrl-C ignored (see `execute`): from here on it interrupts a job.
     signal.signal(signal.SIGINT, _on_ctrl_c)
+    # One that a callback from C swallows lets the job finish (its files are written whole):
+    # no traceback for it.
+    sys.unraisablehook = quiet_interruptions(sys.unraisablehook)
 
 
 def attempt(job: Job, debug: bool) -> Outcome | Failure:
