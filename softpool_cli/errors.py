@@ -132,6 +132,7 @@ def report_errors(debug: bool = False) -> Iterator[None]:
     except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
         raise
     except Exception as error:
+        check_interrupted()  # an error that a swallowed Ctrl-C caused is the Ctrl-C
         if debug:
             raise
         click.echo(f"Error: {describe_failure(error)}", err=True)
@@ -168,6 +169,7 @@ def run_tasks(tasks, work, describe, *, quiet: bool, debug: bool = False, compar
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:
+            check_interrupted()  # an error that a swallowed Ctrl-C caused is the Ctrl-C
             if debug:
                 raise
             click.echo(f"Error: {describe_failure(error, task.source)}", err=True)

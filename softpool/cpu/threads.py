@@ -59,18 +59,73 @@ def run_rows(
     def work() -> None:
         try:
             index = next(next_slice)
-            while index < slices:
+            while index < slices and not failures:
                 extra = slice_arguments(index) if slice_arguments is not None else ()
                 kernel(*arguments, *extra, bounds[index], bounds[index + 1])
                 index = next(next_slice)
         except BaseException as error:  # re-raised in the calling thread below
             failures.append(error)
 
-    workers = [threading.Thread(target=work) for _ in range(threads - 1)]
-    for worker in workers:
-        worker.start()
-    work()
-    for worker in workers:
-        worker.join()
+    workers = Workers([work] * (threads - 1))
+    work()  # a Ctrl-C during the calling thread's share lands in failures, like any error
+    # The kernels write through raw addresses: the buffers must outlive the last call.
+    interrupted = workers.wait(on_interrupt=lambda: failures.append(KeyboardInterrupt()))
+    if interrupted is not None:
+        raise interrupted
     if failures:
         raise failures[0]
+
+
+class Workers:
+    """Threads that each run a function, and a wait for them that a Ctrl-C cannot cut short.
+
+    ``Thread.join`` can: on Python 3.11 at least, a ``KeyboardInterrupt`` raised while it waits
+    marks the thread as finished though it still runs, and every later ``join`` returns at
+    once. A thread that decodes, encodes or pools into buffers the caller is about to free
+    must be waited for whatever arrives, so each thread here sets an event when its function
+    returns, and `wait` waits on those.
+
+    Args:
+        targets: The functions, one thread each.
+        names: The threads' names.
+        daemon: Whether the process may exit while they run.
+    """
+
+    def __init__(self, targets: list[Callable[[], None]], names: list[str] | None = None, daemon: bool = False) -> None:
+        self._done = [threading.Event() for _ in targets]
+        self._threads = [
+            threading.Thread(target=self._run, args=(target, done), name=name, daemon=daemon)
+            for target, done, name in zip(targets, self._done, names or [None] * len(targets))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _run(target: Callable[[], None], done: threading.Event) -> None:
+        try:
+            target()
+        finally:
+            done.set()
+
+    def wait(self, on_interrupt: Callable[[], None] = lambda: None) -> BaseException | None:
+        """Wait until every function has returned; give back the first interruption met meanwhile.
+
+        Args:
+            on_interrupt: Called at each interruption (``KeyboardInterrupt`` or a subclass),
+                to tell the functions to stop early.
+        """
+        interrupted: BaseException | None = None
+        for done in self._done:
+            while True:
+                try:
+                    done.wait()
+                    break
+                except BaseException as error:  # KeyboardInterrupt, or SIGTERM's exception
+                    interrupted = interrupted or error
+                    on_interrupt()
+        for thread in self._threads:  # each is past its function: this returns at once
+            try:
+                thread.join()
+            except BaseException as error:
+                interrupted = interrupted or error
+        return interrupted

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from softpool.cpu.threads import Workers
 from softpool_cli.errors import MediaError, SoftpoolError, check_interrupted
 from softpool_cli.pipeline.geometry import SpatialGeometry, TimeGeometry, TimeWindows
 from softpool_cli.pixels.windows import AxisWindows
@@ -60,21 +61,17 @@ class _Failure:
     stage: str
 
 
-class _Stage(threading.Thread):
-    """A thread that runs ``work``, keeps what it raised, and then stops the other stages."""
+def _stage(name: str, work: Callable[[], None], failures: list, stop: threading.Event) -> Callable[[], None]:
+    """``work`` as a stage: what it raises is kept for the calling thread, and stops the others."""
 
-    def __init__(self, name: str, work: Callable[[], None], failures: list, stop: threading.Event) -> None:
-        super().__init__(name=name, daemon=True)
-        self._work = work
-        self._failures = failures
-        self._stop_event = stop
-
-    def run(self) -> None:
+    def run() -> None:
         try:
-            self._work()
+            work()
         except BaseException as error:  # handed to the calling thread
-            self._failures.append(_Failure(error, self.name))
-            self._stop_event.set()
+            failures.append(_Failure(error, name))
+            stop.set()
+
+    return run
 
 
 _END = object()
@@ -176,21 +173,25 @@ def pool_clip(
                     raise _WriteError(output.path, error) from error
 
     stats = ClipStats()
-    stages = [_Stage("read", read, failures, stop), _Stage("write", write, failures, stop)]
-    for stage in stages:
-        stage.start()
+    # Waited for whatever happens: a decoder or encoder left running while the process unwinds
+    # would write into files being removed, and can crash it as it exits.
+    stages = Workers(
+        [_stage("read", read, failures, stop), _stage("write", write, failures, stop)], names=["read", "write"]
+    )
     try:
         _pool_stage(decoded, pooled, stop, failures, name, spatial, time, info.time_base, outputs, beta, device,
                     stats, progress, scorer, compare_width)  # fmt: skip
     except BaseException:
         stop.set()
-        for stage in stages:
-            stage.join()
+        interrupted = stages.wait(on_interrupt=stop.set)
         # A stage's own failure (it stopped this one) tells more than the stop.
         _raise_first(failures, name)
+        if interrupted is not None:
+            raise interrupted from None
         raise
-    for stage in stages:
-        stage.join()
+    interrupted = stages.wait(on_interrupt=stop.set)
+    if interrupted is not None:
+        raise interrupted
     _raise_first(failures, name)
     for output in outputs:
         try:
