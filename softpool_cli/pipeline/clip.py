@@ -357,7 +357,7 @@ def _pool_windows(buffer, ready, spatial_windows, methods, outputs, comparison, 
 def _pool_on_gpu(frames, axes, method, beta, device):
     from softpool_cli.pixels.torch_pixels import pool_with_torch
 
-    forms = [along.regular_form() for along in axes]
+    forms = [along.regular_form for along in axes]
     if None in forms:
         return pool_with_torch(frames, None, None, method, beta, False, device, tuple(a.count for a in axes))
     kernel = tuple(k for k, _, _ in forms)

@@ -193,7 +193,7 @@ def _pool_on_gpu(source, upright, methods, beta, device, panel_size) -> PooledIm
 
 def _torch_geometry(upright):
     """(kernel, stride, ceil_mode, output_size) that give ``upright``'s windows to PyTorch."""
-    forms = [along.regular_form() for along in upright]
+    forms = [along.regular_form for along in upright]
     if None not in forms and all(along.starts == AxisWindows.regular(along.length, k, s, True).starts[: along.count]
                                  for along, (k, s, _) in zip(upright, forms)):  # fmt: skip
         kernel = tuple(k for k, _, _ in forms)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import array
 import ctypes
+import functools
 import math
 import sys
 from collections.abc import Sequence
@@ -122,14 +123,14 @@ def pool(
     rates += [0.0] * int(alpha)
     reach = max(rates) * source.maxval
     if reach > FLOAT64_WEIGHT_REACH:
-        decay = _table([[math.exp(-rate * level) for level in range(source.maxval + 1)] for rate in rates])
+        decay = _decay_table(tuple(rates), source.maxval)
         _general(source, axes, out, "max_relative_soft", (decay, source.maxval + 1))
         return
     boxes = [(0, 0, 0)]  # the first window along each axis of each box of windows left
     if source.sample_type == "uint8" and reach <= FLOAT32_WEIGHT_REACH:
         boxes = _whole_windows(source, axes, rates, out)
     if boxes:
-        weight, weighted = _weight_tables(rates, source.maxval)
+        weight, weighted = _weight_tables(tuple(rates), source.maxval)
         for first in boxes:
             _general(source, axes, out, "general_soft", (weight, weighted, source.maxval + 1), first)
 
@@ -142,7 +143,7 @@ def _whole_windows(source: Samples, axes: list[AxisWindows], rates: list[float],
         every axis (it runs to the last): ceil_mode's partial windows, or everything where
         the windows are not regular.
     """
-    regular = [along.regular_form() for along in axes]
+    regular = [along.regular_form for along in axes]
     if None in regular:
         return [(0, 0, 0)]
     kernel_size = tuple(k for k, _, _ in regular)
@@ -216,8 +217,13 @@ def _run(compiled, rows: int, row_values: int, arguments: tuple, scratch_values:
     )  # fmt: skip
 
 
-def _weight_tables(rates: Sequence[float], maxval: int) -> tuple[array.array, array.array]:
-    """Per channel, w(p) = exp(rate (p - maxval)) and w(p) p for p = 0 .. maxval, float64."""
+@functools.lru_cache(maxsize=8)
+def _weight_tables(rates: tuple[float, ...], maxval: int) -> tuple[array.array, array.array]:
+    """Per channel, w(p) = exp(rate (p - maxval)) and w(p) p for p = 0 .. maxval, float64.
+
+    Cached (so read only): a picture pooled in strips asks for the same tables at each strip,
+    and 16-bit pixels have 65536 levels.
+    """
     if "numpy" in sys.modules:  # 65536 levels of 16-bit pixels: NumPy is faster, if it is loaded
         import numpy as np
 
@@ -230,6 +236,12 @@ def _weight_tables(rates: Sequence[float], maxval: int) -> tuple[array.array, ar
         weights.append(row)
         weighted.append([w * level for level, w in enumerate(row)])
     return _table(weights), _table(weighted)
+
+
+@functools.lru_cache(maxsize=8)
+def _decay_table(rates: tuple[float, ...], maxval: int) -> array.array:
+    """Per channel, exp(-rate p) for p = 0 .. maxval, float64 (cached as `_weight_tables`)."""
+    return _table([[math.exp(-rate * level) for level in range(maxval + 1)] for rate in rates])
 
 
 def _table(rows: Sequence[Sequence[float]]) -> array.array:

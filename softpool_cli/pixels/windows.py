@@ -10,6 +10,8 @@ picture stored flipped, counted from its far end. The kernels take any such list
 from __future__ import annotations
 
 import array
+import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,18 +60,22 @@ class AxisWindows:
             self.length,
         )
 
+    @functools.cached_property
     def regular_form(self) -> tuple[int, int, int] | None:
         """``(kernel, stride, whole windows)`` when the windows start at 0 every ``stride``
-        samples and span ``kernel`` samples, but for ceil_mode's shorter trailing ones."""
-        if not self.starts or self.starts[0] != 0:
+        samples and span ``kernel`` samples, but for ceil_mode's shorter trailing ones.
+
+        (Asked at every strip of a picture: the checks run over the tuples at C speed.)"""
+        starts = self.starts
+        if not starts or starts[0] != 0:
             return None
-        kernel = self.ends[0] - self.starts[0]
-        stride = self.starts[1] - self.starts[0] if self.count > 1 else kernel
-        if stride < 1 or any(start != index * stride for index, start in enumerate(self.starts)):
+        kernel = self.ends[0]
+        stride = starts[1] if len(starts) > 1 else kernel
+        if stride < 1 or starts != tuple(range(0, stride * len(starts), stride)):
             return None
-        sizes = [end - start for start, end in zip(self.starts, self.ends)]
-        whole = sum(1 for size in sizes if size == kernel)
-        if any(size != kernel for size in sizes[:whole]) or any(size >= kernel for size in sizes[whole:]):
+        sizes = list(map(operator.sub, self.ends, starts))
+        whole = sizes.count(kernel)
+        if sizes[:whole] != [kernel] * whole or any(size >= kernel for size in sizes[whole:]):
             return None
         return kernel, stride, whole
 
