@@ -147,8 +147,8 @@ def rows_of(inputs: dict[str, Path], out: Path, ffmpeg: str | None, convert: str
         peers.append(("cv2 script (INTER_AREA)", [PYTHON, "-c", CV2_SCRIPT, source, target]))
         return peers
 
-    def ours(name: str, *options: str) -> tuple[str, list]:
-        label = " ".join(["softpool downsample", *options]) if options else "softpool downsample"
+    def ours(name: str, *options: str, note: str = "") -> tuple[str, list]:
+        label = " ".join(["softpool downsample", *options]) + (f", {note}" if note else "")
         return label, [*SOFTPOOL, "downsample", inputs[name], out / f"ours-{name}", "--overwrite", *options]
 
     rows = {}
@@ -158,8 +158,11 @@ def rows_of(inputs: dict[str, Path], out: Path, ffmpeg: str | None, convert: str
         rows["downsample-24mp"] = [*image_peers("24mp.jpg")[:1], ours("24mp.jpg"), *image_peers("24mp.jpg")[1:]]
         rows["methods-24mp"] = [ours("24mp.jpg"), ours("24mp.jpg", "--method", "max"), ours("24mp.jpg", "--method", "avg")]
     if "4k-16bit.png" in inputs:
-        rows["methods-4k-png"] = [ours("4k-8bit.png"), ours("4k-16bit.png"),
-                                  ours("4k-8bit.png", "--method", "max"), ours("4k-8bit.png", "--method", "avg")]  # fmt: skip
+        rows["methods-4k-png"] = [
+            ours("4k-8bit.png", note="8-bit PNG"), ours("4k-16bit.png", note="16-bit PNG"),
+            ours("4k-16bit.png", "--method", "max", note="16-bit PNG"),
+            ours("4k-16bit.png", "--method", "avg", note="16-bit PNG"),
+        ]
     if "1080p.mp4" in inputs and ffmpeg:
         source = inputs["1080p.mp4"]
         rows["video-1080p"] = [
