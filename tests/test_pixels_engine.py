@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
 
@@ -194,6 +195,25 @@ class TestCompiledCopies:
         total, numba_imported = first.stdout.split()
         assert numba_imported == "True"  # the first run compiled
         assert second.stdout.split() == [total, "False"]  # the second loaded the copy: same result, no Numba
+
+    def test_a_kernel_from_numbas_own_cache_leaves_a_usable_copy(self, tmp_path):
+        # A process with Numba loaded gets the kernel from Numba's cache, without machine code
+        # to save; it must not write an empty copy, and a process without Numba must then
+        # compile one that the next process loads.
+        environment = {**os.environ, "SOFTPOOL_CACHE_DIR": str(tmp_path / "ours"), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+        with_numba = "import numba\nfrom softpool_cli.pixels import native\nnative.kernel('general_max', 'uint8')\n"
+        without = "import sys\nfrom softpool_cli.pixels import native\nnative.kernel('general_max', 'uint8')\nprint('numba' in sys.modules)\n"
+
+        def run(script: str) -> str:
+            done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.strip()
+
+        run(with_numba)  # fills Numba's cache (and ours)
+        shutil.rmtree(tmp_path / "ours")
+        run(with_numba)  # from Numba's cache
+        assert run(without) == "True"  # nothing usable on disk: compiled
+        assert run(without) == "False"  # and saved
 
     def test_an_unusable_copy_is_compiled_again(self, tmp_path, monkeypatch):
         monkeypatch.setenv("SOFTPOOL_CACHE_DIR", str(tmp_path))

@@ -42,7 +42,7 @@ ARGUMENTS = {
 # (reporting a Python exception, freeing a Numba array): abort() stands in where Numba is not loaded.
 _ERROR_PATH_SYMBOLS = ("NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_release")
 _KERNELS_SOURCE = Path(__file__).with_name("kernels.py")
-_CACHE_LAYOUT = 1
+_CACHE_LAYOUT = 2  # 2: files that an earlier version wrote empty are not read
 _lock = threading.Lock()
 _keep_alive: list = []  # engines and compilations: their machine code lives as long as they do
 
@@ -67,8 +67,8 @@ def kernel(name: str, sample_type: str, constants: tuple = ()) -> Callable:
         if "numba" not in sys.modules:
             try:
                 return _load(name, label)
-            except Exception:  # noqa: BLE001 - no usable copy on disk: compile one
-                pass
+            except Exception:  # noqa: BLE001 - no usable copy on disk: compile one, and save it
+                return _compile(name, sample_type, constants, label, need_machine_code=True)
         return _compile(name, sample_type, constants, label)
 
 
@@ -108,6 +108,7 @@ def _load(name: str, label: str) -> Callable:
     llvm, target_machine = _llvm()
     # One execution engine per object file: two files may define the same helper symbols.
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine)
+    _keep_alive.append(engine)  # the machine code lives as long as its engine (even a failed one's)
     for symbol in record["undefined"]:
         if llvm.address_of_symbol(symbol) is None:
             if symbol not in _ERROR_PATH_SYMBOLS:
@@ -118,11 +119,16 @@ def _load(name: str, label: str) -> Callable:
     address = engine.get_function_address(record["symbol"])
     if not address:
         raise LookupError(f"{record['symbol']} is not in {label}.o")
-    _keep_alive.append(engine)  # the machine code lives as long as its engine
     return _signature(name)(address)
 
 
-def _compile(name: str, sample_type: str, constants: tuple, label: str) -> Callable:
+def _compile(name: str, sample_type: str, constants: tuple, label: str, need_machine_code: bool = False) -> Callable:
+    """Compile the kernel with Numba, and save its machine code for processes without Numba.
+
+    Args:
+        need_machine_code: Compile from source even where Numba's own cache has the kernel:
+            a kernel loaded from that cache comes without the code that `_save` writes.
+    """
     import numba
     from numba import types
 
@@ -139,13 +145,22 @@ def _compile(name: str, sample_type: str, constants: tuple, label: str) -> Calla
     function = kernels.FACTORIES[name](*constants) if name in kernels.FACTORIES else kernels.FUNCTIONS[name]
     signature = types.void(*(kinds[kind] for kind in ARGUMENTS[name]))
     # cache=True: Numba's own cache, for processes that load Numba anyway.
-    compiled = numba.cfunc(signature, nopython=True, error_model="numpy", cache=name not in kernels.FACTORIES)(function)
+    cache = name not in kernels.FACTORIES and not need_machine_code
+    compiled = numba.cfunc(signature, nopython=True, error_model="numpy", cache=cache)(function)
     _keep_alive.append(compiled)
     try:
-        _save(label, compiled)
+        if _has_machine_code(compiled):  # not when it came from Numba's cache
+            _save(label, compiled)
     except Exception:  # noqa: BLE001 - the cache only saves time: run without it
         pass
     return _signature(name)(compiled.address)
+
+
+def _has_machine_code(compiled) -> bool:
+    """Whether Numba compiled ``compiled`` here (its module defines the kernel), rather than
+    loading it from its own cache (then the module is an empty shell)."""
+    function = compiled._library._final_module.get_function(compiled.native_name)
+    return not function.is_declaration
 
 
 def _save(label: str, compiled) -> None:
