@@ -14,12 +14,14 @@ counted on the stored one and only the small result is turned upright (`apply_or
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from softpool_cli.errors import MediaError
 
 DEFAULT_MAX_PIXELS = 200_000_000
+_HEAD_BYTES = 64  # what the container checks read
 # Per EXIF orientation, for the displayed (rows, columns): the stored axis each comes from and
 # whether it runs backwards along it.
 ORIENTATION_AXES = {
@@ -105,6 +107,92 @@ class ImageInput:
         except pyvips.Error as error:
             raise MediaError(self.name, f"truncated or corrupt image data: {_first_line(error)}") from None
 
+    def read_ahead(self, strip_rows: int) -> StripReader:
+        """The stored rows in strips of ``strip_rows``, top to bottom, decoded ahead in a
+        thread: see `StripReader`."""
+        return StripReader(self, strip_rows)
+
+
+class StripReader:
+    """Strips of an image's stored rows, decoded by a thread a few strips ahead of the caller.
+
+    Decoding (libvips, which releases the GIL) runs while the caller pools the strips before,
+    and while it loads what pooling needs: decoding is most of a photo's time, and the rest
+    hides behind it. At most ``ahead`` decoded strips wait, so memory stays bounded. Use it as
+    a context manager: leaving stops the decoder and waits for it, whatever happens.
+
+    Iterating gives ``(first, end, rows)``: consecutive ranges of ``strip_rows`` rows (the
+    last one shorter) down the picture, ``rows`` a writable buffer of (end - first, W, C) samples.
+
+    Raises:
+        MediaError: (while iterating) the data is truncated or corrupt.
+    """
+
+    def __init__(self, source: ImageInput, strip_rows: int, ahead: int = 3) -> None:
+        import queue
+        import threading
+
+        from softpool.cpu.threads import Workers
+
+        self._source = source
+        self._strip_rows = max(1, strip_rows)
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(ahead)
+        self._done = False
+        self._workers = Workers([self._decode], names=["decode"])
+
+    def _decode(self) -> None:
+        import pyvips
+
+        try:
+            # A region of the thread's own: libvips regions belong to the thread that uses them.
+            region = pyvips.Region.new(self._source.image)
+            width, height = self._source.image.width, self._source.image.height
+            for first in range(0, height, self._strip_rows):
+                if self._stop.is_set():
+                    return
+                end = min(height, first + self._strip_rows)
+                try:
+                    item: object = (first, end, region.fetch(0, first, width, end - first))
+                except pyvips.Error as error:
+                    item = MediaError(self._source.name, f"truncated or corrupt image data: {_first_line(error)}")
+                if not self._put(item) or isinstance(item, MediaError):
+                    return
+            self._put(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
+            self._put(error)
+
+    def _put(self, item: object) -> bool:
+        import queue
+
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[tuple[int, int, object]]:
+        while not self._done:
+            item = self._queue.get()
+            if item is None:
+                self._done = True
+                return
+            if isinstance(item, BaseException):
+                self._done = True
+                raise item
+            yield item
+
+    def __enter__(self) -> StripReader:
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self._stop.set()
+        interrupted = self._workers.wait(on_interrupt=self._stop.set)
+        if interrupted is not None and error is None:
+            raise interrupted
+
 
 def open_image(path: Path | str, data: bytes | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageInput:
     """Open a still image (the file at ``path``, or ``data`` read from a pipe) without decoding it.
@@ -122,24 +210,29 @@ def open_image(path: Path | str, data: bytes | None = None, *, max_pixels: int =
     import pyvips
 
     name = str(path)
-    if data is None:
-        data = _read_file(Path(path))
-    if not data:
+    # A file is sniffed from its first bytes, then decoded as libvips reads it: reading it
+    # whole first would cost as long again for a large PNG, and its size in memory.
+    head = _read_head(Path(path)) if data is None else data[:_HEAD_BYTES]
+    if not head:
         raise MediaError(name, "file is empty")
-    container = _video_container(data)
+    container = _video_container(head)
     if container:
         raise MediaError(name, f"is {container}, not a still image; use 'softpool video' for clips")
-    if data[:2] == b"BM":
-        image = _bmp_through_pillow(name, data)
+    if head[:2] == b"BM":
+        image = _bmp_through_pillow(name, data if data is not None else _read_file(Path(path)))
         loader = "BMP"
     else:
         try:
             # fail_on="truncated": a cut file is an error, not a grey bottom.
-            image = pyvips.Image.new_from_buffer(data, "", access="sequential", fail_on="truncated")
+            options = {"access": "sequential", "fail_on": "truncated"}
+            if data is not None:
+                image = pyvips.Image.new_from_buffer(data, "", **options)
+            else:
+                image = pyvips.Image.new_from_source(pyvips.Source.new_from_file(name), "", **options)
         except pyvips.Error:
             raise MediaError(name, "not an image softpool can read (JPEG, PNG, WebP, TIFF, BMP, HEIF)") from None
         loader = _LOADER_FORMATS.get(image.get("vips-loader").replace("_buffer", "").replace("_source", ""), "image")
-    _check_still(name, image, loader, data)
+    _check_still(name, image, loader, data if data is not None else Path(path))
     width, height = image.width, image.height
     if max_pixels and width * height > max_pixels:
         raise MediaError(
@@ -158,8 +251,18 @@ def open_image(path: Path | str, data: bytes | None = None, *, max_pixels: int =
 
 
 def _read_file(path: Path) -> bytes:
+    return _read(path, lambda stream: stream.read())
+
+
+def _read_head(path: Path) -> bytes:
+    """The first bytes of the file, enough to tell what it holds."""
+    return _read(path, lambda stream: stream.read(_HEAD_BYTES))
+
+
+def _read(path: Path, how) -> bytes:
     try:
-        return path.read_bytes()
+        with open(path, "rb") as stream:
+            return how(stream)
     except FileNotFoundError:
         raise MediaError(path, "no such file") from None
     except IsADirectoryError:
@@ -168,9 +271,9 @@ def _read_file(path: Path) -> bytes:
         raise MediaError(path, f"cannot read: {error.strerror or error}") from None
 
 
-def _check_still(name: str, image, loader: str, data: bytes) -> None:
+def _check_still(name: str, image, loader: str, data: bytes | Path) -> None:
     pages = image.get("n-pages") if "n-pages" in image.get_fields() else 1
-    if pages > 1 and loader in ("GIF", "WEBP") or (loader == "PNG" and _is_animated_png(data)):
+    if pages > 1 and loader in ("GIF", "WEBP") or (loader == "PNG" and _is_animated_png(name, data)):
         kind = {"GIF": "an animated GIF", "PNG": "an animated PNG", "WEBP": "an animated WebP"}[loader]
         raise MediaError(name, f"is {kind}, not a still image; use 'softpool video' for clips")
 
@@ -189,10 +292,21 @@ def _as_samples(name: str, image):
     return image
 
 
-def _is_animated_png(data: bytes) -> bool:
-    """Whether a PNG holds an animation: an acTL chunk before the first IDAT (the APNG rule)."""
-    first_image_data = data.find(b"IDAT")
-    return b"acTL" in data[: first_image_data if first_image_data > 0 else len(data)]
+def _is_animated_png(name: str, data: bytes | Path) -> bool:
+    """Whether a PNG (its bytes, or the file) holds an animation: an acTL chunk before the
+    first IDAT (the APNG rule). Reads the chunk headers only."""
+    try:
+        with io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb") as stream:
+            stream.seek(8)  # the signature
+            while True:
+                header = stream.read(8)
+                if len(header) < 8 or header[4:8] == b"IDAT":
+                    return False
+                if header[4:8] == b"acTL":
+                    return True
+                stream.seek(int.from_bytes(header[:4], "big") + 4, io.SEEK_CUR)  # the data, the CRC
+    except OSError as error:
+        raise MediaError(name, f"cannot read: {error.strerror or error}") from None
 
 
 def _bmp_through_pillow(name: str, data: bytes):

@@ -110,9 +110,6 @@ def pool_image(
 
 
 def _pool_in_strips(source, upright, methods, beta, panel_size) -> PooledImage:
-    from softpool_cli.pixels.engine import Samples, pool
-    from softpool_cli.pixels.normalisation import channel_statistics
-
     rows, columns = stored_windows(upright, source.orientation)
     jobs = {method: (rows, columns) for method in methods}
     if panel_size is not None:
@@ -121,52 +118,48 @@ def _pool_in_strips(source, upright, methods, beta, panel_size) -> PooledImage:
         jobs["original"] = stored_windows(panel, source.orientation)
     channels, sample_type = source.channels, source.sample_type
     item = 2 if sample_type == "uint16" else 1
-    _, std, alpha = channel_statistics(channels)
-    outputs = {name: Samples.empty((1, w[0].count, w[1].count, channels), sample_type) for name, w in jobs.items()}
     stored_width = source.stored_size[1]
     budget_rows = max(1, STRIP_BYTES // (stored_width * channels * item))
-    # Each job's next output row; strips of input rows advance all jobs together.
-    next_row = {name: 0 for name in jobs}
-    row_bytes_in = stored_width * channels * item
-    carry, carry_first = bytearray(), 0  # decoded rows that unfinished windows still need
-    for fetched_first, end in _strips(source.stored_size[0], budget_rows):
-        strip = carry + source.rows(fetched_first, end)
-        first = carry_first
-        samples = Samples.of(strip, (end - first, stored_width, channels), sample_type)
-        for name, (job_rows, job_columns) in jobs.items():
-            done = next_row[name]
-            # The output rows whose windows end in this strip (and start at or after `first`).
-            stop = done
-            while stop < job_rows.count and job_rows.ends[stop] <= end:
-                stop += 1
-            if stop == done:
-                continue
-            out_samples, buffer = outputs[name]
-            row_bytes = job_columns.count * channels * item
-            target = Samples(out_samples.address + done * row_bytes, (1, stop - done, job_columns.count, channels), sample_type, buffer)
-            windows = [job_rows.select(done, stop).shifted(first, end - first), job_columns]
-            method = "avg" if name == "original" else name
-            pool(samples, windows, target, method, beta=beta, std=std, alpha=alpha)
-            next_row[name] = stop
-        # Keep the rows from the first window that is not finished yet (windows may span strips).
-        pending = [rows_.starts[next_row[name]] for name, (rows_, _) in jobs.items() if next_row[name] < rows_.count]
-        keep_from = min(pending, default=end)
-        carry, carry_first = bytearray(strip[(keep_from - first) * row_bytes_in :]), keep_from
+    # Decoding starts first: loading the engine and its kernels happens meanwhile.
+    with source.read_ahead(budget_rows) as strips:
+        from softpool_cli.pixels.engine import Samples, pool
+        from softpool_cli.pixels.normalisation import channel_statistics
+
+        _, std, alpha = channel_statistics(channels)
+        outputs = {name: Samples.empty((1, w[0].count, w[1].count, channels), sample_type) for name, w in jobs.items()}
+        # Each job's next output row; strips of input rows advance all jobs together.
+        next_row = {name: 0 for name in jobs}
+        row_bytes_in = stored_width * channels * item
+        carry, carry_first = bytearray(), 0  # decoded rows that unfinished windows still need
+        for _, end, decoded in strips:
+            strip = carry + decoded
+            first = carry_first
+            samples = Samples.of(strip, (end - first, stored_width, channels), sample_type)
+            for name, (job_rows, job_columns) in jobs.items():
+                done = next_row[name]
+                # The output rows whose windows end in this strip (and start at or after `first`).
+                stop = done
+                while stop < job_rows.count and job_rows.ends[stop] <= end:
+                    stop += 1
+                if stop == done:
+                    continue
+                out_samples, buffer = outputs[name]
+                row_bytes = job_columns.count * channels * item
+                target = Samples(out_samples.address + done * row_bytes, (1, stop - done, job_columns.count, channels), sample_type, buffer)
+                windows = [job_rows.select(done, stop).shifted(first, end - first), job_columns]
+                method = "avg" if name == "original" else name
+                pool(samples, windows, target, method, beta=beta, std=std, alpha=alpha)
+                next_row[name] = stop
+            # Keep the rows from the first window that is not finished yet (windows may span strips).
+            pending = [rows_.starts[next_row[name]] for name, (rows_, _) in jobs.items() if next_row[name] < rows_.count]
+            keep_from = min(pending, default=end)
+            carry, carry_first = bytearray(strip[(keep_from - first) * row_bytes_in :]), keep_from
     results = {
         name: Pooled(buffer, (jobs[name][0].count, jobs[name][1].count, channels), sample_type)
         for name, (_, buffer) in outputs.items()
     }
     original = results.pop("original", None)
     return PooledImage(results, original)
-
-
-def _strips(height: int, budget_rows: int):
-    """Consecutive (first, end) row ranges of about ``budget_rows`` rows covering the picture."""
-    first = 0
-    while first < height:
-        end = min(height, first + budget_rows)
-        yield first, end
-        first = end
 
 
 def _pool_on_gpu(source, upright, methods, beta, device, panel_size) -> PooledImage:

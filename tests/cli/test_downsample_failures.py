@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +58,21 @@ def written(path: Path, data: bytes) -> Path:
     return path
 
 
+def animated_png(path: Path, text_bytes: int = 0) -> Path:
+    """An APNG; with ``text_bytes``, a text chunk that long before the animation chunk, so that
+    the animation is found by walking the chunks, not in the file's first bytes."""
+    frames = [Image.fromarray(photo(8, 8, seed=seed)) for seed in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    if text_bytes:
+        data = path.read_bytes()
+        assert data[12:16] == b"IHDR"
+        ihdr_end = 8 + 12 + 13
+        body = b"Comment\0" + b"x" * text_bytes
+        chunk = len(body).to_bytes(4, "big") + b"tEXt" + body + zlib.crc32(b"tEXt" + body).to_bytes(4, "big")
+        path.write_bytes(data[:ihdr_end] + chunk + data[ihdr_end:])
+    return path
+
+
 def truncated(path: Path, suffix: str) -> Path:
     write_cv2(path.with_suffix(suffix), photo(32, 32))
     data = path.with_suffix(suffix).read_bytes()
@@ -73,11 +90,14 @@ def truncated(path: Path, suffix: str) -> Path:
         (lambda d: truncated(d / "cut.jpg", ".jpg"), "truncated"),
         (lambda d: written(d / "notes.jpg", b"not an image"), "not an image"),
         (lambda d: animated_gif(d / "anim.gif"), "softpool video"),
+        (lambda d: animated_png(d / "anim.png"), "an animated PNG"),
+        (lambda d: animated_png(d / "anim.png", text_bytes=70_000), "an animated PNG"),
         (lambda d: tiny_mp4(d / "clip.png"), "softpool video"),  # a video whatever its name
         (lambda d: (d / "folder.png").mkdir() or d / "folder.png", "directory"),
         (lambda d: float_tiff(d / "float.tif"), "not supported"),
     ],
-    ids=["missing", "empty", "truncated-png", "truncated-jpeg", "text", "animated-gif", "video", "directory", "float"],
+    ids=["missing", "empty", "truncated-png", "truncated-jpeg", "text", "animated-gif", "animated-png",
+         "animated-png-late-chunk", "video", "directory", "float"],
 )
 def test_bad_inputs(tmp_path, make_input, message):
     source = make_input(tmp_path)
@@ -85,6 +105,51 @@ def test_bad_inputs(tmp_path, make_input, message):
     result = run(source, tmp_path / "out.png", "--compare", tmp_path / "cmp.png")
     assert_fails_cleanly(result, tmp_path, before, source.name)
     assert message in result.stderr
+
+
+def test_a_still_png_with_the_letters_of_an_animation_chunk_in_its_text(tmp_path):
+    """Only chunk types count: "acTL" inside a chunk's data is not an animation."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Comment", "acTL acTL")
+    source = tmp_path / "still.png"
+    Image.fromarray(photo(8, 8)).save(source, pnginfo=info)
+    assert b"acTL" in source.read_bytes()
+    assert run(source, tmp_path / "out.png").exit_code == 0
+
+
+def test_a_file_name_with_brackets(tmp_path):
+    """A name that looks like libvips's "name[options]" is just a name."""
+    source = write_cv2(tmp_path / "photo[page=1].png", photo(8, 8))
+    result = run(source, tmp_path / "out[2].png")
+    assert result.exit_code == 0, result.stderr
+    assert read_cv2(tmp_path / "out[2].png").shape == (4, 4, 3)
+
+
+def test_a_failure_while_pooling_stops_the_decoder(tmp_path, monkeypatch):
+    """The strips are decoded ahead in a thread: a failure in the pooling step stops it, and
+    the command waits for it before unwinding."""
+    from softpool_cli.pipeline import image as image_pipeline
+    from softpool_cli.pixels import engine
+
+    source = write_cv2(tmp_path / "tall.png", photo(4000, 64))
+    monkeypatch.setattr(image_pipeline, "STRIP_BYTES", 64 * 3 * 16)  # 16 rows a strip: 250 strips
+    calls = []
+
+    def failing_pool(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise MediaError(source, "pooling failed on purpose")
+        return real_pool(*args, **kwargs)
+
+    real_pool = engine.pool
+    monkeypatch.setattr(engine, "pool", failing_pool)
+    before = snapshot(tmp_path)
+    result = run(source, tmp_path / "out.png")
+    assert_fails_cleanly(result, tmp_path, before, "tall.png", "pooling failed on purpose")
+    assert len(calls) == 3
+    assert [t.name for t in threading.enumerate() if t.name == "decode"] == []
 
 
 def test_pixel_limit(tmp_path):
