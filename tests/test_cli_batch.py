@@ -201,6 +201,37 @@ class TestInterruptions:
         assert alive == [], f"processes left behind: {details}"
 
 
+_WORKER_WRITING = """
+import sys, time
+from pathlib import Path
+from softpool_cli.batch.local import _init_worker
+_init_worker(1)
+temporary = Path(sys.argv[1])
+try:
+    temporary.write_bytes(b"half a file")
+    print("writing", flush=True)
+    time.sleep(30)
+finally:
+    temporary.unlink(missing_ok=True)
+"""
+
+
+def test_sigterm_to_a_worker_unwinds_the_file_it_was_writing(tmp_path):
+    """The parent stops its workers with SIGTERM: one in the middle of storing a file removes
+    its temporary on the way out (a worker that died on the spot left it beside the outputs),
+    and ends with 143 and no traceback."""
+    temporary = tmp_path / ".out.png.123.batch.tmp.png"
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER_WRITING, str(temporary)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert worker.stdout.readline() == "writing\n"
+    assert temporary.exists()
+    worker.send_signal(signal.SIGTERM)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 143, stderr
+    assert "Traceback" not in stderr
+    assert not temporary.exists()
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -27,7 +27,14 @@ def _init_worker(threads: int) -> None:
 
     # The parent decides when to stop: a terminal's Ctrl-C reaches the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # It stops a worker with SIGTERM: unwind the running file, whose cleanup removes the
+    # temporary it was writing (dying on the spot would leave it beside the outputs).
+    signal.signal(signal.SIGTERM, _end_worker)
     limit_threads(threads)
+
+
+def _end_worker(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # ends a worker without a traceback, even between files
 
 
 def run_groups(
