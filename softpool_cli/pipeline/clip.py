@@ -141,6 +141,9 @@ def pool_clip(
     if problem:  # open_clip checked already, given the limit
         raise MediaError(name, problem)
     frames_per_chunk = max(time.kernel, CHUNK_BYTES // max(1, info.width * info.height * 3))
+    if time.fps is None and (time.stride or time.kernel) == time.kernel:
+        # Whole windows to a chunk: each batch of windows pools the decoded chunk in place.
+        frames_per_chunk -= frames_per_chunk % time.kernel
     stop = threading.Event()
     failures: list[_Failure] = []
     decoded: queue.Queue = queue.Queue(QUEUE_CHUNKS)
@@ -313,7 +316,19 @@ class _FrameBuffer:
         self.durations.extend(chunk.durations.tolist())
 
     def take(self, first: int, end: int) -> np.ndarray:
-        return np.stack(self.pixels[first - self.first : end - self.first])  # (T, H, W, 3)
+        """Frames ``first`` to ``end`` as one (T, H, W, 3) array: a view of the decoded chunk
+        where they are consecutive frames of one, else a copy."""
+        frames = self.pixels[first - self.first : end - self.first]
+        chunk = frames[0].base
+        if isinstance(chunk, np.ndarray) and chunk.ndim == 4 and chunk.flags["C_CONTIGUOUS"]:
+            size = frames[0].nbytes
+            offset, remainder = divmod(frames[0].ctypes.data - chunk.ctypes.data, size)
+            if (not remainder and offset + len(frames) <= len(chunk)
+                    and all(frame.base is chunk and frame.flags["C_CONTIGUOUS"] and frame.shape == chunk.shape[1:]
+                            and frame.ctypes.data == frames[0].ctypes.data + i * size
+                            for i, frame in enumerate(frames))):  # fmt: skip
+                return chunk[offset : offset + len(frames)]
+        return np.stack(frames)
 
     def drop_before(self, index: int) -> None:
         cut = index - self.first

@@ -254,3 +254,23 @@ def test_rotated_clip_comes_out_upright(tmp_path):
     assert run(rotated, tmp_path / "out.gif", "--time-factor", "1").exit_code == 0
     output, _, _ = read_gif(tmp_path / "out.gif")
     assert output.shape[1:3] == (16, 8)  # 32x16 turned a quarter, then halved
+
+
+def test_windows_within_one_decoded_chunk_pool_it_in_place():
+    """The frame buffer hands out consecutive frames of one chunk as a view of it, and copies
+    only frames that span chunks; either way they are the frames asked for."""
+    from softpool_cli.media.clip_read import FrameChunk
+
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(0, 256, (4, 3, 5, 3), dtype=np.uint8) for _ in range(2)]
+    buffer = clip_pipeline._FrameBuffer()
+    for index, pixels in enumerate(chunks):
+        buffer.add(FrameChunk(pixels, np.arange(4) + 4 * index, np.ones(4, np.int64)))
+    whole = np.concatenate(chunks)
+    inside = buffer.take(1, 3)
+    assert np.shares_memory(inside, chunks[0]) and np.array_equal(inside, whole[1:3])
+    across = buffer.take(3, 6)
+    assert not np.shares_memory(across, chunks[0]) and np.array_equal(across, whole[3:6])
+    buffer.drop_before(4)
+    later = buffer.take(4, 8)
+    assert np.shares_memory(later, chunks[1]) and np.array_equal(later, whole[4:8])
