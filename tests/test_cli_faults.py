@@ -201,6 +201,26 @@ def test_stale_temporaries_are_removed_but_live_ones_kept(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_temporary_of_an_ended_but_uncollected_process_is_stale(tmp_path):
+    """A killed run's workers linger as zombies until their new parent collects them; the
+    rerun must not take their temporaries for files in use."""
+    from softpool_cli.media.files import remove_stale_temporaries
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    target = tmp_path / "out.png"
+    stale = tmp_path / f".out.png.{zombie.pid}-0badf00d.tmp.png"
+    stale.write_bytes(b"partial")
+    try:
+        assert remove_stale_temporaries(target) == [stale]
+    finally:
+        zombie.wait()
+
+
 def test_video_refuses_oversized_frames_from_the_header(tmp_path):
     # A GIF of four 1x1 frames whose header declares a 12000x12000 screen.
     colours = [np.full((1, 1, 3), (60 * i, 255 - 60 * i, 0), np.uint8) for i in range(4)]

@@ -159,7 +159,17 @@ def _process_runs(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # another user's process
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """Whether the process has ended and only waits for its parent to collect it (Linux): a
+    killed run's workers stay so until their new parent gets round to it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].startswith(("Z", "X"))  # the state follows "(name) "
 
 
 def _remove_quietly(path: Path) -> None:
