@@ -181,20 +181,27 @@ class TestCalls:
 
 
 class TestCompiledCopies:
-    def test_a_new_process_loads_them_without_numba(self, tmp_path):
+    @pytest.mark.parametrize("linker", ["cc", "none"])
+    def test_a_new_process_loads_them_without_numba(self, tmp_path, linker):
+        """With a C compiler to link with, the copy is a shared library: the next process
+        loads it without Numba or LLVM. Without one, an object file that llvmlite loads."""
+        if linker == "cc" and shutil.which("cc") is None:
+            pytest.skip("no C compiler here")
         script = (
             "import sys, numpy\n"
             "from softpool_cli.pixels.pool import pool_array\n"
             "pixels = numpy.random.default_rng(0).integers(0, 256, (8, 10, 3), dtype=numpy.uint8)\n"
-            "print(pool_array(pixels, (2, 2)).sum(), 'numba' in sys.modules)\n"
+            "print(pool_array(pixels, (2, 2)).sum(), 'numba' in sys.modules, 'llvmlite' in sys.modules)\n"
         )
-        environment = {**os.environ, "SOFTPOOL_CACHE_DIR": str(tmp_path)}
+        environment = {**os.environ, "SOFTPOOL_CACHE_DIR": str(tmp_path), "CC": "cc" if linker == "cc" else "no-such-compiler"}
         first = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
         second = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
         assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-        total, numba_imported = first.stdout.split()
+        total, numba_imported, _ = first.stdout.split()
         assert numba_imported == "True"  # the first run compiled
-        assert second.stdout.split() == [total, "False"]  # the second loaded the copy: same result, no Numba
+        # The second loaded the copy: the same result, without Numba, and without LLVM where linked.
+        assert second.stdout.split() == [total, "False", "False" if linker == "cc" else "True"]
+        assert bool(list(tmp_path.glob("*/*.so"))) == (linker == "cc")
 
     def test_a_kernel_from_numbas_own_cache_leaves_a_usable_copy(self, tmp_path):
         # A process with Numba loaded gets the kernel from Numba's cache, without machine code
@@ -214,6 +221,25 @@ class TestCompiledCopies:
         run(with_numba)  # from Numba's cache
         assert run(without) == "True"  # nothing usable on disk: compiled
         assert run(without) == "False"  # and saved
+
+    def test_a_damaged_shared_library_falls_back_to_the_object_file(self, tmp_path):
+        if shutil.which("cc") is None:
+            pytest.skip("no C compiler here")
+        environment = {**os.environ, "SOFTPOOL_CACHE_DIR": str(tmp_path), "CC": "cc"}
+        script = (
+            "import sys\nfrom softpool_cli.pixels import native\nnative.kernel('general_max', 'uint8')\n"
+            "print('numba' in sys.modules, 'llvmlite' in sys.modules)\n"
+        )
+
+        def run() -> list[str]:
+            done = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            return done.stdout.split()
+
+        assert run() == ["True", "True"]  # compiled
+        (library,) = tmp_path.glob("*/*.so")
+        library.write_bytes(b"not a shared library")
+        assert run() == ["False", "True"]  # loaded from the object file by llvmlite, no Numba
 
     def test_an_unusable_copy_is_compiled_again(self, tmp_path, monkeypatch):
         monkeypatch.setenv("SOFTPOOL_CACHE_DIR", str(tmp_path))

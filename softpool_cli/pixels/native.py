@@ -2,15 +2,20 @@
 
 Numba compiles the kernels of `kernels` as C functions. Importing Numba and loading its own
 cache takes 0.7-1 s per process, a hundred times what pooling a photo takes. So the machine
-code of each compiled kernel is also written to a cache folder; later processes load it with
-llvmlite alone (which Numba depends on; tens of milliseconds, no Numba import) and call it
-through ctypes, which releases the GIL, so several threads run a kernel at once.
+code of each compiled kernel is also written to a cache folder, and later processes call it
+through ctypes, which releases the GIL, so several threads run a kernel at once:
+
+- where the system has a C compiler to link with (``cc``, or ``$CC``), as a shared library,
+  which ctypes loads in a fraction of a millisecond, with neither Numba nor LLVM in the process;
+- else as an object file, which llvmlite (a dependency of Numba) loads in tens of
+  milliseconds, and about 60 MB, without importing Numba.
 
 The cache is keyed on everything the code depends on: the kernels' source, the Numba and
-llvmlite versions and the CPU (name and features). A copy that cannot be used (another layout
-of Numba's internals, a symbol this process lacks, an unreadable folder) is skipped, and Numba
-compiles the kernel in the process as it would without the cache. ``SOFTPOOL_CACHE_DIR`` moves
-the folder (default ``$XDG_CACHE_HOME/softpool``, else ``~/.cache/softpool``).
+llvmlite versions and the CPU (its name and features, from ``/proc/cpuinfo`` where there is
+one, else from LLVM). A copy that cannot be used (another layout of Numba's internals, a
+symbol this process lacks, an unreadable folder) is skipped, and Numba compiles the kernel in
+the process as it would without the cache. ``SOFTPOOL_CACHE_DIR`` moves the folder (default
+``$XDG_CACHE_HOME/softpool``, else ``~/.cache/softpool``).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ import functools
 import hashlib
 import json
 import os
+import platform
+import shlex
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,7 +51,11 @@ ARGUMENTS = {
 # (reporting a Python exception, freeing a Numba array): abort() stands in where Numba is not loaded.
 _ERROR_PATH_SYMBOLS = ("NRT_MemInfo_call_dtor", "numba_gil_ensure", "numba_gil_release")
 _KERNELS_SOURCE = Path(__file__).with_name("kernels.py")
-_CACHE_LAYOUT = 2  # 2: files that an earlier version wrote empty are not read
+_CACHE_LAYOUT = 3  # 2: files that an earlier version wrote empty are not read; 3: shared libraries
+# Definitions for the shared library of the error-path symbols above: it must load on its own.
+_STUBS = "declare void @abort()\n" + "".join(
+    f"define void @{symbol}() noreturn {{\n  call void @abort()\n  unreachable\n}}\n" for symbol in _ERROR_PATH_SYMBOLS
+)
 _lock = threading.Lock()
 _keep_alive: list = []  # engines and compilations: their machine code lives as long as they do
 
@@ -85,26 +98,50 @@ def _llvm():
 def _folder() -> Path:
     import importlib.util
 
-    import llvmlite
+    # The versions' files, read rather than imported (importing Numba is what this avoids).
+    versions = []
+    for package in ("numba", "llvmlite"):
+        spec = importlib.util.find_spec(package)
+        versions.append(Path(spec.origin).with_name("_version.py").read_text(encoding="utf-8"))
+    parts = [str(_CACHE_LAYOUT), _KERNELS_SOURCE.read_text(encoding="utf-8"), *versions, *_cpu_identity()]
+    return cache_folder() / hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+
+
+def _cpu_identity() -> tuple[str, ...]:
+    """What the machine code depends on of the CPU: its model and instruction set extensions.
+
+    From the first processor in ``/proc/cpuinfo`` where there is one (no LLVM to load), else
+    LLVM's host CPU name and features.
+    """
+    try:
+        lines = []
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if not line.strip():
+                    break
+                key = line.split(":", 1)[0].strip()
+                if key in ("vendor_id", "cpu family", "model", "model name", "flags", "Features", "CPU implementer",
+                           "CPU part", "CPU architecture", "isa", "cpu model"):  # fmt: skip
+                    lines.append(line.strip())
+        if lines:
+            return ("cpuinfo", platform.machine(), *lines)
+    except OSError:
+        pass
     import llvmlite.binding as llvm
 
-    # Numba's version file, read rather than imported (importing Numba is what this avoids).
-    numba_spec = importlib.util.find_spec("numba")
-    numba_version = Path(numba_spec.origin).with_name("_version.py").read_text(encoding="utf-8")
-    parts = [
-        str(_CACHE_LAYOUT),
-        _KERNELS_SOURCE.read_text(encoding="utf-8"),
-        numba_version,
-        llvmlite.__version__,
-        llvm.get_host_cpu_name(),
-        llvm.get_host_cpu_features().flatten(),
-    ]
-    return cache_folder() / hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    return ("llvm", llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten())
 
 
 def _load(name: str, label: str) -> Callable:
     folder = _folder()
     record = json.loads((folder / f"{label}.json").read_text(encoding="utf-8"))
+    if record.get("shared"):
+        try:
+            library = ctypes.CDLL(str(folder / f"{label}.so"))
+            _keep_alive.append(library)
+            return _signature(name)(ctypes.cast(library[record["symbol"]], ctypes.c_void_p).value)
+        except (OSError, AttributeError):
+            pass  # not loadable here: the object file then
     llvm, target_machine = _llvm()
     # One execution engine per object file: two files may define the same helper symbols.
     engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), target_machine)
@@ -176,15 +213,51 @@ def _save(label: str, compiled) -> None:
         | {g.name for g in module.global_variables if g.is_declaration}
     )
     machine_code = library.codegen._tm.emit_object(module)
-    record = json.dumps({"symbol": compiled.native_name, "undefined": undefined}).encode()
     folder = _folder()
     folder.mkdir(parents=True, exist_ok=True)
-    # The record last: a process that finds it finds the object file complete.
-    for path, data in ((folder / f"{label}.o", machine_code), (folder / f"{label}.json", record)):
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.")
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
+    _write(folder / f"{label}.o", machine_code)
+    shared = _link_shared(module, folder, label)
+    record = json.dumps({"symbol": compiled.native_name, "undefined": undefined, "shared": shared}).encode()
+    _write(folder / f"{label}.json", record)  # last: a process that finds it finds the rest complete
+
+
+def _write(path: Path, data: bytes) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(data)
+    os.replace(temporary, path)
+
+
+def _link_shared(module, folder: Path, label: str) -> bool:
+    """Link the kernel's module into ``label.so`` with the system's C compiler, if it has one.
+
+    The module is compiled again as position-independent code (Numba's own is for its JIT),
+    with definitions of the error-path symbols, so that the library loads in any Python
+    process. Returns whether it was written; any failure leaves the object file alone.
+    """
+    command = shlex.split(os.environ.get("CC") or "cc")
+    if not command or shutil.which(command[0]) is None:
+        return False
+    llvm, _ = _llvm()
+    try:
+        machine = llvm.Target.from_triple(module.triple).create_target_machine(
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=3,
+            reloc="pic", codemodel="default",
+        )  # fmt: skip
+        stubs = llvm.parse_assembly(_STUBS)
+        stubs.triple = module.triple
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".link-") as scratch:
+            kernel_object, stubs_object, shared = (Path(scratch) / n for n in ("kernel.o", "stubs.o", "kernel.so"))
+            kernel_object.write_bytes(machine.emit_object(module))
+            stubs_object.write_bytes(machine.emit_object(stubs))
+            linked = subprocess.run([*command, "-shared", "-o", str(shared), str(kernel_object), str(stubs_object)],
+                                    capture_output=True, timeout=120)  # fmt: skip
+            if linked.returncode != 0:
+                return False
+            os.replace(shared, folder / f"{label}.so")
+        return True
+    except (OSError, RuntimeError, subprocess.SubprocessError):
+        return False
 
 
 @functools.lru_cache(maxsize=None)
