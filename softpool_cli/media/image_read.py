@@ -144,20 +144,43 @@ class StripReader:
     def _decode(self) -> None:
         import pyvips
 
+        image = self._source.image
+        height = image.height
+        row_bytes = image.width * image.bands * (2 if image.format == "ushort" else 1)
+        strip: dict = {}
+
+        def start(first: int) -> None:
+            end = min(height, first + self._strip_rows)
+            strip.update(first=first, end=end, rows=bytearray((end - first) * row_bytes), filled=0)
+
+        def on_write(chunk) -> int:
+            if self._stop.is_set():
+                return -1  # libvips stops saving
+            data = memoryview(chunk).cast("B")
+            taken = 0
+            while taken < len(data):
+                rows, filled = strip["rows"], strip["filled"]
+                count = min(len(data) - taken, len(rows) - filled)
+                rows[filled : filled + count] = data[taken : taken + count]
+                strip["filled"] = filled + count
+                taken += count
+                if strip["filled"] == len(rows):
+                    if not self._put((strip["first"], strip["end"], rows)):
+                        return -1
+                    if strip["end"] < height:
+                        start(strip["end"])
+            return len(chunk)
+
         try:
-            # A region of the thread's own: libvips regions belong to the thread that uses them.
-            region = pyvips.Region.new(self._source.image)
-            width, height = self._source.image.width, self._source.image.height
-            for first in range(0, height, self._strip_rows):
-                if self._stop.is_set():
-                    return
-                end = min(height, first + self._strip_rows)
-                try:
-                    item: object = (first, end, region.fetch(0, first, width, end - first))
-                except pyvips.Error as error:
-                    item = MediaError(self._source.name, f"truncated or corrupt image data: {_first_line(error)}")
-                if not self._put(item) or isinstance(item, MediaError):
-                    return
+            start(0)
+            target = pyvips.TargetCustom()
+            target.on_write(on_write)
+            try:
+                image.rawsave_target(target)
+            except pyvips.Error as error:
+                if not self._stop.is_set():
+                    self._put(MediaError(self._source.name, f"truncated or corrupt image data: {_first_line(error)}"))
+                return
             self._put(None)
         except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
             self._put(error)

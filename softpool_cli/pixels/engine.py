@@ -33,7 +33,9 @@ from __future__ import annotations
 import array
 import ctypes
 import functools
+import itertools
 import math
+import operator
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -230,12 +232,22 @@ def _weight_tables(rates: tuple[float, ...], maxval: int) -> tuple[array.array, 
         levels = np.arange(maxval + 1.0)
         weights = np.exp(np.multiply.outer(rates, levels - maxval))  # (C, levels)
         return array.array("d", weights.tobytes()), array.array("d", (weights * levels).tobytes())
-    weights, weighted = [], []
+    weights, weighted = array.array("d"), array.array("d")
     for rate in rates:
-        row = [math.exp(rate * (level - maxval)) for level in range(maxval + 1)]
-        weights.append(row)
-        weighted.append([w * level for level, w in enumerate(row)])
-    return _table(weights), _table(weighted)
+        if maxval < 4096:
+            row = array.array("d", [math.exp(rate * (level - maxval)) for level in range(maxval + 1)])
+        else:
+            # 65536 levels: the weights as powers of exp(rate), at C speed (a Python loop holds
+            # the GIL for tens of milliseconds while a decoder thread waits for it), restarted
+            # from an exact value every 256 levels so that rounding cannot build up.
+            step = math.exp(rate)
+            row = array.array("d")
+            for start in range(0, maxval + 1, 256):
+                first = math.exp(rate * (start - maxval))
+                row.extend(itertools.accumulate(itertools.repeat(step, min(255, maxval - start)), operator.mul, initial=first))
+        weights.extend(row)
+        weighted.extend(map(operator.mul, row, range(maxval + 1)))
+    return weights, weighted
 
 
 @functools.lru_cache(maxsize=8)
