@@ -232,6 +232,38 @@ def test_sigterm_to_a_worker_unwinds_the_file_it_was_writing(tmp_path):
     assert not temporary.exists()
 
 
+_WORKER_IN_A_CALLBACK = """
+import ctypes, sys, time
+from softpool_cli.batch import local
+local._init_worker(1)
+
+@ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+def compare(a, b):  # called from C, as pyvips's callbacks are
+    print("in the callback", flush=True)
+    deadline = time.monotonic() + 30
+    while local._ending is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return 0
+
+values = (ctypes.c_int * 2)(1, 2)
+ctypes.CDLL(None).qsort(values, 2, ctypes.sizeof(ctypes.c_int), compare)
+print("after the callback", flush=True)
+local._pool_group([("never.png", "never", "")], None)
+print("went on", flush=True)
+"""
+
+
+def test_a_sigterm_lost_in_a_callback_still_ends_the_worker_quietly(tmp_path):
+    worker = subprocess.Popen([sys.executable, "-c", _WORKER_IN_A_CALLBACK],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert worker.stdout.readline() == "in the callback\n"
+    worker.send_signal(signal.SIGTERM)
+    stdout, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 143, stderr
+    assert "after the callback" in stdout and "went on" not in stdout
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -30,11 +31,39 @@ def _init_worker(threads: int) -> None:
     # It stops a worker with SIGTERM: unwind the running file, whose cleanup removes the
     # temporary it was writing (dying on the spot would leave it beside the outputs).
     signal.signal(signal.SIGTERM, _end_worker)
+    sys.unraisablehook = _quiet_ending(sys.unraisablehook)
     limit_threads(threads)
 
 
+_ending: int | None = None  # the signal ending this worker
+
+
 def _end_worker(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # ends a worker without a traceback, even between files
+    global _ending
+    _ending = signum
+    raise SystemExit(128 + signum)  # ends a worker without a traceback, even between groups
+
+
+def _quiet_ending(hook):
+    """Python raises the handler's exception in whatever Python code runs next; in a callback
+    from C (pyvips's) it is printed as "ignored" and lost. No traceback for it: the worker
+    ends after the file (`_pool_group`)."""
+
+    def quiet(unraisable) -> None:
+        if not (_ending is not None and isinstance(unraisable.exc_value, SystemExit)):
+            hook(unraisable)
+
+    return quiet
+
+
+def _pool_group(items: list[tuple[str, str, str]], settings: BatchSettings) -> list[FileResult]:
+    """`pool_group` in a worker, which a SIGTERM lost in a callback still ends between files."""
+    results = []
+    for item in items:
+        if _ending is not None:
+            raise SystemExit(128 + _ending)
+        results += pool_group([item], settings)
+    return results
 
 
 def run_groups(
@@ -86,7 +115,7 @@ def run_groups(
                     group, tries = next(iterator, None), 0
                     if group is None:
                         break
-                pending[executor.submit(pool_group, group, settings)] = (group, tries)
+                pending[executor.submit(_pool_group, group, settings)] = (group, tries)
             if not pending:
                 return
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
