@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import av.logging
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Pillow reads these animated; a one-frame file of these, or any other image, is a still image.
 _ANIMATED_IMAGE_FORMATS = {"GIF", "PNG", "WEBP"}
@@ -121,7 +123,16 @@ def open_clip(path: Path, max_pixels: int = 0) -> AnimatedImageReader | Containe
         raise ClipError("is a directory, not a clip")
     if path.stat().st_size == 0:
         raise ClipError("empty file")
-    image = _open_image(path, max_pixels)
+    from softpool_cli.media.image_read import video_container
+
+    try:
+        with open(path, "rb") as stream:
+            head = stream.read(64)
+    except OSError as error:
+        raise ClipError(f"cannot read: {error.strerror or error}") from None
+    # A video container goes straight to PyAV: Pillow would load every plugin it has (40 ms) to
+    # find that it does not know the file.
+    image = None if video_container(head) else _open_image(path, max_pixels)
     if image is not None:
         return AnimatedImageReader(image)
     reader = ContainerReader(path)
@@ -144,6 +155,8 @@ def pixel_limit_problem(width: int, height: int, max_pixels: int) -> str | None:
 
 def _open_image(path: Path, max_pixels: int) -> Image.Image | None:
     """Pillow's view of the file if it is an image format Pillow knows, else None."""
+    from PIL import Image, UnidentifiedImageError
+
     limit = Image.MAX_IMAGE_PIXELS
     try:
         # Our limit is checked below from the header; Pillow's would warn, or call the file corrupt.

@@ -11,13 +11,15 @@ import contextlib
 from fractions import Fraction
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import av
 import numpy as np
-from PIL import GifImagePlugin, Image
 
 from softpool_cli.media.clip_read import ClipError, FrameChunk
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # Output container by extension (FFmpeg's muxer names; "gif" is written through Pillow).
 OUTPUT_FORMATS = {
@@ -129,6 +131,8 @@ def _to_palette(frame: np.ndarray) -> Image.Image:
     (about 36-38 dB against the frames): GIF is for showing a clip on a web page; MP4 or
     WebM keep full colour.
     """
+    from PIL import Image
+
     image = Image.fromarray(frame, "RGB")
     if image.getcolors(256) is None:
         # Pillow applies `dither` only when mapping onto a given palette, never here.
@@ -161,6 +165,8 @@ class GifWriter:
 
     def write(self, chunk: FrameChunk) -> None:
         """Append the chunk's frames, (T, H, W, 3) uint8."""
+        from PIL import GifImagePlugin  # here: an MP4 needs none of Pillow
+
         for pixels, start, duration in zip(chunk.pixels, chunk.starts.tolist(), chunk.durations.tolist()):
             if self._origin is None:
                 self._origin = start

@@ -238,7 +238,7 @@ def open_image(path: Path | str, data: bytes | None = None, *, max_pixels: int =
     head = _read_head(Path(path)) if data is None else data[:_HEAD_BYTES]
     if not head:
         raise MediaError(name, "file is empty")
-    container = _video_container(head)
+    container = video_container(head)
     if container:
         raise MediaError(name, f"is {container}, not a still image; use 'softpool video' for clips")
     if head[:2] == b"BM":
@@ -347,7 +347,7 @@ def _bmp_through_pillow(name: str, data: bytes):
         raise MediaError(name, f"truncated or corrupt image data: {error}") from None
 
 
-def _video_container(data: bytes) -> str | None:
+def video_container(data: bytes) -> str | None:
     """Name the video container ``data`` starts with, if any (by its magic bytes)."""
     if data[4:8] == b"ftyp":
         # HEIF and AVIF stills share the ISO media file layout: tell them apart by brand.

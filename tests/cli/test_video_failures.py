@@ -180,3 +180,21 @@ def test_help_does_not_import_heavy_modules():
     )
     completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
     assert completed.returncode == 0, completed.stderr
+
+
+def test_an_mp4_on_the_cpu_imports_neither_torch_nor_pillow(tmp_path):
+    """An MP4 is recognised by its first bytes: Pillow (which would load all its plugins to
+    find it does not know the file) and PyTorch (no GPU here: --device auto is the CPU) stay out."""
+    source = write_mp4(tmp_path / "in.mp4", smooth_frames(4, 16, 16), fps=10)
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from softpool_cli.main import cli\n"
+        f"result = CliRunner().invoke(cli, ['video', {str(source)!r}, {str(tmp_path / 'out.mp4')!r}, '--quiet'])\n"
+        "assert result.exit_code == 0, result.output\n"
+        "heavy = sorted({'torch', 'PIL'} & set(sys.modules))\n"
+        "assert not heavy, heavy\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert completed.returncode == 0, completed.stderr
+    assert (tmp_path / "out.mp4").stat().st_size > 0
