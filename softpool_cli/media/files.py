@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -107,7 +106,7 @@ def _create_temporary_beside(target: Path) -> Path:
     """
     remove_stale_temporaries(target)
     while True:
-        candidate = target.with_name(temporary_name(target, secrets.token_hex(4)))
+        candidate = target.with_name(temporary_name(target, os.urandom(4).hex()))
         try:
             descriptor = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:

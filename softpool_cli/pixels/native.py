@@ -26,9 +26,6 @@ import hashlib
 import json
 import os
 import platform
-import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -235,6 +232,10 @@ def _link_shared(module, folder: Path, label: str) -> bool:
     with definitions of the error-path symbols, so that the library loads in any Python
     process. Returns whether it was written; any failure leaves the object file alone.
     """
+    import shlex
+    import shutil
+    import subprocess
+
     command = shlex.split(os.environ.get("CC") or "cc")
     if not command or shutil.which(command[0]) is None:
         return False
