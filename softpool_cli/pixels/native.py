@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import json
 import os
 import platform
 import sys
-import tempfile
 import threading
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,7 +100,10 @@ def _folder() -> Path:
         spec = importlib.util.find_spec(package)
         versions.append(Path(spec.origin).with_name("_version.py").read_text(encoding="utf-8"))
     parts = [str(_CACHE_LAYOUT), _KERNELS_SOURCE.read_text(encoding="utf-8"), *versions, *_cpu_identity()]
-    return cache_folder() / hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+    key = "\n".join(parts).encode()
+    # Two checksums and the length: a collision between the few keys one machine sees is out
+    # of reach, and hashlib would load OpenSSL (4 ms of a photo's 0.1 s).
+    return cache_folder() / f"{zlib.crc32(key):08x}{zlib.adler32(key):08x}{len(key):x}"
 
 
 def _cpu_identity() -> tuple[str, ...]:
@@ -219,6 +221,8 @@ def _save(label: str, compiled) -> None:
 
 
 def _write(path: Path, data: bytes) -> None:
+    import tempfile
+
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(handle, "wb") as stream:
         stream.write(data)
@@ -235,6 +239,7 @@ def _link_shared(module, folder: Path, label: str) -> bool:
     import shlex
     import shutil
     import subprocess
+    import tempfile
 
     command = shlex.split(os.environ.get("CC") or "cc")
     if not command or shutil.which(command[0]) is None:
