@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_commands import ROOT, SOFTPOOL, make_inputs
+from bench_commands import ROOT, SOFTPOOL, make_inputs, timed
 
 
 def rows(inputs: dict[str, Path], out: Path) -> dict[str, list[str]]:
@@ -33,20 +33,6 @@ def rows(inputs: dict[str, Path], out: Path) -> dict[str, list[str]]:
         "video GIF --time-factor 1": ["video", inputs["480p.gif"], out / "v.gif", "--time-factor", "1", "--overwrite"],
         "gallery samples": ["gallery", ROOT / "samples", "--out", out / "gallery"],
     }
-
-
-def timed(argv: list, env: dict) -> tuple[float, float]:
-    import time
-
-    started = time.perf_counter()
-    process = subprocess.Popen([*SOFTPOOL, *map(str, argv), "--quiet"], env=env, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
-    stderr = process.stderr.read().decode(errors="replace")
-    process.stderr.close()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(map(str, argv))} failed:\n{stderr}")
-    return elapsed, usage.ru_maxrss / 1024
 
 
 def main() -> int:
@@ -70,7 +56,7 @@ def main() -> int:
                 for name, argv in rows(inputs, folder).items():
                     for label, env in environments.items():
                         shutil.rmtree(folder / "gallery", ignore_errors=True)
-                        wall, peak = timed(argv, env)
+                        wall, peak = timed([*SOFTPOOL, *map(str, argv), "--quiet"], env)
                         if round_:
                             samples.setdefault((name, label), []).append((wall, peak))
         finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import queue
 import threading
 from collections.abc import Callable
 
@@ -74,6 +75,19 @@ def run_rows(
         raise interrupted
     if failures:
         raise failures[0]
+
+
+def put_unless_stopped(target: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put ``item`` on a bounded queue, waiting for room unless ``stop`` is set; False when it is.
+
+    For a producer thread whose consumer may stop taking: it never blocks past the stop."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class Workers:

@@ -105,7 +105,7 @@ class ImageInput:
         try:
             return self._region.fetch(0, first, self.image.width, end - first)
         except pyvips.Error as error:
-            raise MediaError(self.name, f"truncated or corrupt image data: {_first_line(error)}") from None
+            raise _damaged(self.name, error) from None
 
     def read_ahead(self, strip_rows: int) -> StripReader:
         """The stored rows in strips of ``strip_rows``, top to bottom, decoded ahead in a
@@ -179,22 +179,16 @@ class StripReader:
                 image.rawsave_target(target)
             except pyvips.Error as error:
                 if not self._stop.is_set():
-                    self._put(MediaError(self._source.name, f"truncated or corrupt image data: {_first_line(error)}"))
+                    self._put(_damaged(self._source.name, error))
                 return
             self._put(None)
         except BaseException as error:  # noqa: BLE001 - handed to the caller, who raises it
             self._put(error)
 
     def _put(self, item: object) -> bool:
-        import queue
+        from softpool.cpu.threads import put_unless_stopped
 
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(self._queue, item, self._stop)
 
     def __iter__(self) -> Iterator[tuple[int, int, object]]:
         while not self._done:
@@ -363,6 +357,11 @@ def video_container(data: bytes) -> str | None:
     if data[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
         return "an MPEG video"
     return None
+
+
+def _damaged(name: str, error: Exception) -> MediaError:
+    """What a decoding failure of libvips's is, for the user."""
+    return MediaError(name, f"truncated or corrupt image data: {_first_line(error)}")
 
 
 def _first_line(error: Exception) -> str:

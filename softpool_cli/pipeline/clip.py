@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from softpool.cpu.threads import Workers
+from softpool.cpu.threads import put_unless_stopped as _put
 from softpool_cli.errors import MediaError, SoftpoolError, check_interrupted
 from softpool_cli.pipeline.geometry import SpatialGeometry, TimeGeometry, TimeWindows
 from softpool_cli.pixels.windows import AxisWindows
@@ -75,17 +76,6 @@ def _stage(name: str, work: Callable[[], None], failures: list, stop: threading.
 
 
 _END = object()
-
-
-def _put(target: queue.Queue, item: object, stop: threading.Event) -> bool:
-    """Put ``item`` unless the run is stopping; False when it is."""
-    while not stop.is_set():
-        try:
-            target.put(item, timeout=0.1)
-            return True
-        except queue.Full:
-            continue
-    return False
 
 
 def _get(source: queue.Queue, stop: threading.Event) -> object:
@@ -308,32 +298,28 @@ class _FrameBuffer:
     pixels: list[np.ndarray] = field(default_factory=list)
     starts: list[int] = field(default_factory=list)
     durations: list[int] = field(default_factory=list)
+    origins: list[tuple[np.ndarray, int]] = field(default_factory=list)  # (chunk, index in it)
     first: int = 0  # index of pixels[0] in the clip
 
     def add(self, chunk) -> None:
         self.pixels.extend(chunk.pixels)
         self.starts.extend(chunk.starts.tolist())
         self.durations.extend(chunk.durations.tolist())
+        self.origins.extend((chunk.pixels, index) for index in range(len(chunk.pixels)))
 
     def take(self, first: int, end: int) -> np.ndarray:
         """Frames ``first`` to ``end`` as one (T, H, W, 3) array: a view of the decoded chunk
         where they are consecutive frames of one, else a copy."""
-        frames = self.pixels[first - self.first : end - self.first]
-        chunk = frames[0].base
-        if isinstance(chunk, np.ndarray) and chunk.ndim == 4 and chunk.flags["C_CONTIGUOUS"]:
-            size = frames[0].nbytes
-            offset, remainder = divmod(frames[0].ctypes.data - chunk.ctypes.data, size)
-            if (not remainder and offset + len(frames) <= len(chunk)
-                    and all(frame.base is chunk and frame.flags["C_CONTIGUOUS"] and frame.shape == chunk.shape[1:]
-                            and frame.ctypes.data == frames[0].ctypes.data + i * size
-                            for i, frame in enumerate(frames))):  # fmt: skip
-                return chunk[offset : offset + len(frames)]
-        return np.stack(frames)
+        origins = self.origins[first - self.first : end - self.first]
+        chunk, start = origins[0]
+        if all(array is chunk for array, _ in origins) and origins[-1][1] == start + len(origins) - 1:
+            return chunk[start : start + len(origins)]
+        return np.stack(self.pixels[first - self.first : end - self.first])
 
     def drop_before(self, index: int) -> None:
         cut = index - self.first
         if cut > 0:
-            del self.pixels[:cut], self.starts[:cut], self.durations[:cut]
+            del self.pixels[:cut], self.starts[:cut], self.durations[:cut], self.origins[:cut]
             self.first = index
 
 
